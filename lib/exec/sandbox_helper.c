@@ -20,7 +20,8 @@
  * privileges and the seccomp filter.
  *
  * Everything after fork() here runs in a single-threaded copy of the
- * runner and touches none of the library's state.
+ * runner and touches none of the library's state; the copy execs this
+ * file as a program of its own (helper_exec) where it can.
  */
 #include "exec/sandbox_helper.h"
 
@@ -111,6 +112,7 @@ static bool fresh_net;          /* a network namespace per step, none
                                  * cell's, reused while empty */
 
 static _Noreturn void helper_main(int s, int life, bool with_early);
+static void helper_exec(int s, int life, bool with_early);
 
 /* The early zygote no cell took, killed and reaped; caller holds mu. */
 static void early_reap_locked(void)
@@ -153,6 +155,24 @@ static void helper_stop(void)
     early_reap_locked();
 }
 
+/* The page early_seen maps, from a memfd (early_seen_fd) that the helper
+ * maps again after its exec (helper_exec); none: no early zygote. */
+static int early_seen_fd = -1;
+
+static void early_page(void)
+{
+    int fd = memfd_create("rz-early", MFD_CLOEXEC);
+    void *m = fd >= 0 && ftruncate(fd, sizeof *early_seen) == 0
+                  ? mmap(NULL, sizeof *early_seen, PROT_READ | PROT_WRITE,
+                         MAP_SHARED, fd, 0)
+                  : MAP_FAILED;
+    early_seen = m == MAP_FAILED ? NULL : m;
+    if (early_seen)
+        early_seen_fd = fd;
+    else if (fd >= 0)
+        close(fd);
+}
+
 /* Caller holds mu. A helper forked (`starting`): its first answer comes
  * once its root is built (helper_ready_locked). `with_early`: it forks
  * the first cell's zygote first, into early_cg's cgroups. */
@@ -167,11 +187,8 @@ static int helper_fork_locked(bool with_early)
         close(sv[1]);
         return -e;
     }
-    if (with_early && !early_seen) {
-        void *m = mmap(NULL, sizeof *early_seen, PROT_READ | PROT_WRITE,
-                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-        early_seen = m == MAP_FAILED ? NULL : m;   /* none: no early zygote */
-    }
+    if (with_early && !early_seen)
+        early_page();
     if (early_seen)
         *early_seen = 0;
     const char *net = getenv("RHIZOS_SANDBOX_NET");   /* read per start */
@@ -180,6 +197,7 @@ static int helper_fork_locked(bool with_early)
     if (pid == 0) {
         close(sv[0]);
         close(life[1]);
+        helper_exec(sv[1], life[0], with_early && early_seen);   /* or: */
         helper_main(sv[1], life[0], with_early && early_seen);
     }
     int e = errno;
@@ -1997,7 +2015,7 @@ static int step_main(void *arg)
 }
 
 /* The step, as posix_spawn starts a child: clone(CLONE_VM | CLONE_VFORK)
- * on a stack of its own, so that this copy of the runner's memory is not
+ * on a stack of its own, so that this process's memory is not
  * copied (and torn down) once more per step; this process waits until
  * the step has exec'd or failed. Not fork(): the runner's atfork handlers
  * (node's libuv reopens its signal pipe) would run here and could take
@@ -2729,11 +2747,37 @@ static void signals_of_runner(void)
     signal(SIGCHLD, SIG_DFL);   /* reaped here: waitpid needs it */
 }
 
-static _Noreturn void helper_main(int s, int life, bool with_early)
+/* The helper's life once its descriptors and signals are set: its early
+ * zygote, its root, then steps. `cg`: the early zygote's cgroup.procs. */
+static _Noreturn void helper_run(int s, int life, const int *cg, size_t n_cg,
+                                 bool with_early)
 {
-    /* Only our own descriptors: the runner's others are not ours to hold. */
-    int keep[MAX_FDS] = { s, life };
-    size_t n_keep = 2, n_cg = with_early ? early_n_cg : 0;
+    prctl(PR_SET_NAME, "rz-sandbox", 0, 0, 0);
+    host_net = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    host_proc = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (die_after_clone_path[0])
+        die_after_clone = open(die_after_clone_path, O_RDWR | O_CLOEXEC);
+    if (with_early)
+        early_fork(s, life, cg, n_cg);
+    if (early_seen)   /* the runner's page: not for the cells */
+        munmap(early_seen, sizeof *early_seen);
+    early_seen = NULL;
+    int32_t status = build_root(&tmpl) == 0 ? 0 : (errno ? errno : EIO);
+    if (send(s, &status, sizeof status, MSG_NOSIGNAL) != sizeof status ||
+        status != 0)
+        _exit(1);
+    serve(s, life, true);
+}
+
+/* The helper's descriptors: `own` and the early zygote's cgroups (after
+ * them in keep[]); 0, 1 and 2 /dev/null; every other is the runner's, not
+ * ours to hold. Returns how many are kept. */
+static size_t helper_fds(const int *own, size_t n_own, bool with_early,
+                         int *keep)
+{
+    size_t n_keep = 0, n_cg = with_early ? early_n_cg : 0;
+    for (; n_keep < n_own; n_keep++)
+        keep[n_keep] = own[n_keep];
     for (size_t i = 0; i < n_cg && n_keep < MAX_FDS; i++)
         keep[n_keep++] = early_cg[i];
     close_all_but(keep, n_keep);
@@ -2746,22 +2790,205 @@ static _Noreturn void helper_main(int s, int life, bool with_early)
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    signals_of_runner();
-    prctl(PR_SET_NAME, "rz-sandbox", 0, 0, 0);
-    host_net = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-    host_proc = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    args_find();
-    if (die_after_clone_path[0])
-        die_after_clone = open(die_after_clone_path, O_RDWR | O_CLOEXEC);
-    if (with_early)
-        early_fork(s, life, keep + 2, n_keep - 2);
-    if (early_seen)   /* the runner's page: not for the cells */
-        munmap(early_seen, sizeof *early_seen);
-    early_seen = NULL;
-    int32_t status = build_root(&tmpl) == 0 ? 0 : (errno ? errno : EIO);
-    if (send(s, &status, sizeof status, MSG_NOSIGNAL) != sizeof status ||
-        status != 0)
-        _exit(1);
-    serve(s, life, true);
+    return n_keep;
+}
 
+static _Noreturn void helper_main(int s, int life, bool with_early)
+{
+    int keep[MAX_FDS], own[2] = { s, life };
+    size_t n_keep = helper_fds(own, 2, with_early, keep);
+    signals_of_runner();
+    args_find();
+    helper_run(s, life, keep + 2, n_keep - 2, with_early);
+}
+
+/* ---- the helper as a program of its own ----
+ *
+ * The helper, its cells and every step's init are clones of the helper;
+ * forked from the runner, each clone copied the runner's ~80 mappings and
+ * heap and took copy-on-write faults in both processes after it. So the
+ * helper execs a small program (rz-sandbox: this file and outdir.c, libc
+ * only, embedded in the library) from a sealed memfd as it starts, and
+ * the clones are of that. Where the exec cannot be made (no memfd, a
+ * kernel that refuses to exec one), the helper goes on as the runner's
+ * copy, as before: the same code either way. */
+
+/* The embedded program in a sealed, executable memfd; -1 if not made. */
+static int program_fd(void)
+{
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+    unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
+    int fd = memfd_create("rz-sandbox", flags | MFD_EXEC);
+    if (fd < 0 && errno == EINVAL)
+        fd = memfd_create("rz-sandbox", flags);   /* before Linux 6.3 */
+    for (size_t off = 0; fd >= 0 && off < rz__sbx_program_len;) {
+        ssize_t w = write(fd, rz__sbx_program + off,
+                          rz__sbx_program_len - off);
+        if (w <= 0) {
+            close(fd);
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    if (fd >= 0 && fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK |
+                         F_SEAL_GROW | F_SEAL_WRITE) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* The template in a memfd for the program (program_tmpl reads it): two
+ * u64 (n_etc, bpf_len), the filter, then NUL-ended etc[], passwd, group. */
+static int tmpl_fd(void)
+{
+    int fd = memfd_create("rz-sandbox-tmpl", 0);   /* inherited */
+    uint64_t head[2] = { tmpl.n_etc, tmpl.bpf ? tmpl.bpf_len : 0 };
+    bool ok = fd >= 0 && write(fd, head, sizeof head) == sizeof head &&
+              write(fd, tmpl.bpf, head[1]) == (ssize_t)head[1];
+    for (size_t i = 0; ok && i <= tmpl.n_etc + 1; i++) {
+        const char *str = i < tmpl.n_etc ? tmpl.etc[i]
+                          : i == tmpl.n_etc ? tmpl.passwd : tmpl.group;
+        size_t len = strlen(str) + 1;
+        ok = write(fd, str, len) == (ssize_t)len;
+    }
+    if (!ok && fd >= 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+#define PROG_EARLY 1         /* the flags argument's bits */
+#define PROG_DIE_BEFORE_ROOT 2
+#define PROG_FRESH_NET 4
+
+/* The environment the program gets: the sanitizers' settings alone. */
+static void program_env(char **env, size_t cap)
+{
+    extern char **environ;
+    size_t n = 0;
+    for (char **e = environ; e && *e && n + 1 < cap; e++)
+        if (strncmp(*e, "ASAN_", 5) == 0 || strncmp(*e, "UBSAN_", 6) == 0 ||
+            strncmp(*e, "LSAN_", 5) == 0)
+            env[n++] = *e;
+    env[n] = NULL;
+}
+
+/* Exec the program, if it can be: it goes on as helper_main would, with
+ * the same descriptors, named in its arguments (rz__sbx_helper_program).
+ * Returns if not. */
+static void helper_exec(int s, int life, bool with_early)
+{
+    if (rz__sbx_program_len == 0)
+        return;
+    int prog = program_fd(), t = tmpl_fd();
+    if (prog < 0 || t < 0) {
+        if (prog >= 0)
+            close(prog);
+        if (t >= 0)
+            close(t);
+        return;
+    }
+    int keep[MAX_FDS], own[5] = { s, life, t, prog,
+                                  with_early ? early_seen_fd : -1 };
+    size_t n_keep = helper_fds(own, 5, with_early, keep);
+    signals_of_runner();   /* exec keeps what is ignored */
+    char num[MAX_FDS][16], *argv[MAX_FDS + 4], *env[16];
+    unsigned flags = (with_early ? PROG_EARLY : 0) |
+                     (die_before_root ? PROG_DIE_BEFORE_ROOT : 0) |
+                     (fresh_net ? PROG_FRESH_NET : 0);
+    size_t n = 0;
+    argv[n++] = "rz-sandbox";
+    snprintf(num[0], sizeof num[0], "%u", flags);
+    argv[n++] = num[0];
+    argv[n++] = die_after_clone_path;
+    for (size_t i = 0; i < n_keep; i++) {
+        if (i != 3)   /* the program itself stays close-on-exec */
+            fcntl(keep[i], F_SETFD, 0);
+        snprintf(num[i + 1], sizeof num[i + 1], "%d", keep[i]);
+        argv[n++] = num[i + 1];
+    }
+    argv[n] = NULL;
+    program_env(env, sizeof env / sizeof *env);
+    fexecve(prog, argv, env);
+}
+
+/* The program's template (tmpl_fd's memfd, closed); 0 or -1. */
+static int program_tmpl(int fd)
+{
+    struct stat st;
+    uint64_t head[2];
+    char *buf = fstat(fd, &st) == 0 && st.st_size > (off_t)sizeof head &&
+                st.st_size < (off_t)MAX_REQ_BYTES ? malloc((size_t)st.st_size + 1)
+                                                   : NULL;
+    size_t len = buf ? (size_t)st.st_size : 0;
+    if (!buf || pread(fd, buf, len, 0) != (ssize_t)len)
+        return -1;
+    close(fd);
+    buf[len] = '\0';
+    memcpy(head, buf, sizeof head);
+    if (head[0] > 1024 || head[1] > len - sizeof head)
+        return -1;
+    char **etc = calloc(head[0] + 1, sizeof *etc), *at = buf + sizeof head;
+    char *end = buf + len;
+    tmpl.bpf = head[1] ? (const unsigned char *)at : NULL;
+    tmpl.bpf_len = head[1];
+    at += head[1];
+    for (size_t i = 0; etc && i < head[0] + 2; i++) {
+        const char *str = next_str(&at, end);
+        if (!str)
+            return -1;
+        if (i < head[0])
+            etc[i] = (char *)str;
+        else if (i == head[0])
+            tmpl.passwd = str;
+        else
+            tmpl.group = str;
+    }
+    tmpl.etc = etc;
+    tmpl.n_etc = head[0];
+    return etc ? 0 : -1;
+}
+
+int rz__sbx_helper_program(int argc, char **argv)
+{
+    /* argv: name, flags, the hook's path, s, life, template, program,
+     * early_seen's memfd (-1: none), the early zygote's cgroup.procs. */
+    if (argc < 8)
+        return 2;
+    unsigned flags = (unsigned)atoi(argv[1]);
+    int s = atoi(argv[3]), life = atoi(argv[4]), page = atoi(argv[7]);
+    int cg[MAX_FDS];
+    size_t n_cg = 0;
+    for (int i = 8; i < argc && n_cg < MAX_FDS; i++)
+        cg[n_cg++] = atoi(argv[i]);
+    void *m = page >= 0 && (flags & PROG_EARLY)
+                  ? mmap(NULL, sizeof *early_seen, PROT_READ | PROT_WRITE,
+                         MAP_SHARED, page, 0)
+                  : MAP_FAILED;
+    early_seen = m == MAP_FAILED ? NULL : m;   /* none: no early zygote */
+    if (page >= 0)
+        close(page);
+    fcntl(s, F_SETFD, FD_CLOEXEC);
+    fcntl(life, F_SETFD, FD_CLOEXEC);   /* argv[6]: closed by the exec */
+    if (program_tmpl(atoi(argv[5])) != 0)
+        return 1;
+    snprintf(die_after_clone_path, sizeof die_after_clone_path, "%s",
+             argv[2]);
+    die_before_root = flags & PROG_DIE_BEFORE_ROOT;
+    fresh_net = flags & PROG_FRESH_NET;
+    /* What signals_of_runner ignored, exec kept ignored. */
+    n_step_dfl = 0;
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction old;
+        if (sig != SIGKILL && sig != SIGSTOP &&
+            sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+            step_dfl[n_step_dfl++] = sig;
+    }
+    arg_lo = (unsigned long)argv[0];
+    arg_hi = (unsigned long)(argv[argc - 1] + strlen(argv[argc - 1]) + 1);
+    helper_run(s, life, cg, n_cg, (flags & PROG_EARLY) && early_seen);
 }

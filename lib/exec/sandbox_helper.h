@@ -139,6 +139,13 @@ RZ_HIDDEN void rz__sbx_test_die_before_root(bool on);
 /* The helper's pid, -1 when none runs (for tests). */
 RZ_HIDDEN pid_t rz__sbx_helper_pid(void);
 
+/* The helper as a program of its own (rz-sandbox, see helper_exec):
+ * its bytes, embedded in the library (empty in the program itself), and
+ * its main, which never returns but for bad arguments. */
+RZ_HIDDEN extern const unsigned char rz__sbx_program[];
+RZ_HIDDEN extern const size_t rz__sbx_program_len;
+RZ_HIDDEN int rz__sbx_helper_program(int argc, char **argv);
+
 /* `path` is `dir` or below it. */
 /* The copy out of a step's RZ_OUTPUT_DIR (outdir.c): `from_dir` (taken,
  * closed) copied into `to_dir`, folders and regular files only (no link,

@@ -2283,6 +2283,50 @@ static void test_sandbox_runner_ignored_signal_kept(void **state)
     cJSON_Delete(j);
 }
 
+/* /proc/PID/maps of `pid` names `path`. */
+static bool maps_name(pid_t pid, const char *path)
+{
+    char file[64], line[PATH_MAX + 128];
+    snprintf(file, sizeof file, "/proc/%ld/maps", (long)pid);
+    FILE *f = fopen(file, "r");
+    bool found = false;
+    while (f && !found && fgets(line, sizeof line, f))
+        found = strstr(line, path) != NULL;
+    if (f)
+        fclose(f);
+    return found;
+}
+
+/* The helper and its cells, whose clones are the steps' inits, are the
+ * helper's own small program exec'd from a memfd, not copies of the
+ * runner: none maps the runner's program. */
+static void test_sandbox_helper_own_program(void **state)
+{
+    (void)state;
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    if (!rz_sandbox_available())
+        skip();
+    cJSON_Delete(run_outputs(&o, "echo '{}'"));
+    pid_t procs[257];
+    size_t n = rz__sbx_cell_pids(procs, 256);
+    procs[n] = rz__sbx_helper_pid();
+    if (procs[n++] <= 0)
+        skip();   /* bwrap */
+    char self[PATH_MAX], exe[PATH_MAX], link[64];
+    ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
+    assert_true(k > 0 && n >= 2);
+    self[k] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        snprintf(link, sizeof link, "/proc/%ld/exe", (long)procs[i]);
+        k = readlink(link, exe, sizeof exe - 1);
+        assert_true(k > 0);
+        exe[k] = '\0';
+        assert_true(strncmp(exe, "/memfd:rz-sandbox ", 18) == 0);
+        assert_false(maps_name(procs[i], self));
+    }
+}
+
 /* A cell's next step with a lower memory limit than the last: the last
  * one's /tmp (a tmpfs charged to the cell) may still be let go of by the
  * spare when the runner lowers the limit (cgroup v1: EBUSY, v2: an OOM
@@ -3752,6 +3796,7 @@ static const struct CMUnitTest helper_tests[] = {
     T(test_hostile_submount_read_only),
     T(test_sandbox_signals_default),
     T(test_sandbox_runner_ignored_signal_kept),
+    T(test_sandbox_helper_own_program),
     T(test_sandbox_cell_lower_limit_after_tmp),
     T(test_sandbox_mem_bytes),
     T(test_sandbox_start_lost_answer),
