@@ -155,28 +155,41 @@ int rz__sandbox_has_cgroup(void)
 
 /* ---- scratch directory ---- */
 
-/* Remove `name` under `dirfd` and everything below it, making unreadable
- * directories readable first. Symlinks are removed, never followed. */
-static void rm_tree_at(int dirfd, const char *name, int depth)
+/* A directory under `dirfd` opened for reading without following a link;
+ * one we may not read (a step's, mode 0) made readable first, through a
+ * descriptor: a process still alive (a sweep removes a dead runner's
+ * folders) may swap the name for a symlink meanwhile, and a chmod by name
+ * would follow it. O_PATH opens a directory we cannot read yet. */
+static int open_to_remove(int dirfd, const char *name)
 {
-    if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT)
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+                    O_CLOEXEC);
+    if (fd >= 0 || errno != EACCES)
+        return fd;
+    int pfd = openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (pfd < 0)
+        return -1;
+    char self[40];
+    snprintf(self, sizeof self, "/proc/self/fd/%d", pfd);
+    (void)chmod(self, S_IRWXU);   /* fchmod refuses an O_PATH descriptor */
+    fd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    close(pfd);
+    return fd;
+}
+
+/* Remove `name` under `dirfd` and everything below it, making unreadable
+ * directories readable first. Symlinks are removed, never followed.
+ * `type`: its d_type where a listing said (DT_UNKNOWN: not known); a
+ * folder is not first unlinked as a file. */
+static void rm_tree_at(int dirfd, const char *name, int depth,
+                       unsigned char type)
+{
+    if (type != DT_DIR && (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT))
         return;
     if (unlinkat(dirfd, name, AT_REMOVEDIR) == 0 || errno == ENOENT ||
         depth >= RMTREE_MAX_DEPTH)
         return;
-    /* A directory that is not empty (or not accessible). Opened first
-     * without following a link, then made readable through the descriptor:
-     * a process still alive (a sweep removes a dead runner's folders) may
-     * swap the name for a symlink meanwhile, and a chmod by name would
-     * follow it. O_PATH opens a directory we cannot read yet. */
-    int pfd = openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (pfd < 0)
-        return;
-    char self[40];
-    snprintf(self, sizeof self, "/proc/self/fd/%d", pfd);
-    (void)chmod(self, S_IRWXU);   /* fchmod refuses an O_PATH descriptor */
-    int fd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    close(pfd);
+    int fd = open_to_remove(dirfd, name);   /* not empty, or not ours */
     if (fd < 0)
         return;
     DIR *d = fdopendir(fd);
@@ -187,7 +200,7 @@ static void rm_tree_at(int dirfd, const char *name, int depth)
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, ".."))
-            rm_tree_at(fd, e->d_name, depth + 1);
+            rm_tree_at(fd, e->d_name, depth + 1, e->d_type);
     }
     closedir(d);
     unlinkat(dirfd, name, AT_REMOVEDIR);
@@ -196,7 +209,7 @@ static void rm_tree_at(int dirfd, const char *name, int depth)
 void rz__exec_rm_tree(const char *path)
 {
     if (path)
-        rm_tree_at(AT_FDCWD, path, 0);
+        rm_tree_at(AT_FDCWD, path, 0, DT_UNKNOWN);
 }
 
 int rz__exec_mkdtemp(const char *parent, char **out)
@@ -1183,7 +1196,7 @@ void rz_proc_free(rz_proc *p)
     if (p->epfd >= 0)
         close(p->epfd);
     if (p->scratch && p->own_scratch)
-        rm_tree_at(AT_FDCWD, p->scratch, 0);
+        rm_tree_at(AT_FDCWD, p->scratch, 0, DT_UNKNOWN);
     free(p->scratch);
     free(p->output_path);
     free(p->input);

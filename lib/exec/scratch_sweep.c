@@ -35,10 +35,17 @@
 static pthread_mutex_t swept_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *swept[SWEPT_MAX];
 
+/* A process's own pid namespace never changes (setns and unshare move
+ * only its later children), so it is read once: it named every step's
+ * scratch folder, a stat of /proc a step. */
 unsigned long long rz__exec_pidns(void)
 {
+    static _Atomic unsigned long long ns;
+    unsigned long long v = ns;
     struct stat st;
-    return stat("/proc/self/ns/pid", &st) == 0 ? (unsigned long long)st.st_ino : 0;
+    if (!v && stat("/proc/self/ns/pid", &st) == 0)
+        ns = v = (unsigned long long)st.st_ino;
+    return v;
 }
 
 /* The maker of folder `name` is gone (see above). */
