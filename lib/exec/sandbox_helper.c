@@ -917,15 +917,20 @@ bool rz__sbx_path_is_system(const char *path)
 }
 
 /* mkdir -p of `path` (absolute) under the current root; the last component
- * a file when `file`. */
-static int make_path(const char *path, bool file)
+ * a file when `file`. Its first `known` bytes name a folder that is there
+ * (0: none known; else `path` goes on with a '/' there): a step's mounts
+ * made every folder of its long paths again, 14 failed mkdirs a step. */
+static int make_path_from(const char *path, size_t known, bool file)
 {
     char p[PATH_MAX];
     size_t n = strlen(path);
-    if (n >= sizeof p || path[0] != '/')
+    if (n >= sizeof p || path[0] != '/' || known > n ||
+        (known && known < n && path[known] != '/'))
         return -1;
+    if (known && known == n)
+        return file ? -1 : 0;   /* the known folder itself */
     memcpy(p, path, n + 1);
-    for (char *s = p + 1; *s; s++) {
+    for (char *s = p + known + 1; *s; s++) {
         if (*s != '/')
             continue;
         *s = '\0';
@@ -944,6 +949,11 @@ static int make_path(const char *path, bool file)
         return 0;
     }
     return mkdir(p, 0755) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+static int make_path(const char *path, bool file)
+{
+    return make_path_from(path, 0, file);
 }
 
 /* Every mount at or below `t` (a bind's submounts included) read-only,
@@ -1266,10 +1276,13 @@ static int tmpfs_at(const char *dst, uint32_t mb, const char *mode,
 static int mount_point(const char *path, bool file, char tops[][NAME_MAX + 2],
                        int *n_tops)
 {
-    if (!rz__sbx_path_under(path, "/tmp") &&
-        !rz__sbx_path_under(path, "/dev/shm")) {
+    size_t known = rz__sbx_path_under(path, "/tmp") ? strlen("/tmp")
+                   : rz__sbx_path_under(path, "/dev/shm") ? strlen("/dev/shm")
+                                                            : 0;
+    if (!known) {
         char top[NAME_MAX + 2];
         size_t n = strcspn(path + 1, "/");
+        known = 1 + n;   /* its tmpfs is there below */
         if (n == 0 || n > NAME_MAX || path[1 + n] != '/')
             return -1;
         snprintf(top, sizeof top, "/%.*s", (int)n, path + 1);
@@ -1286,7 +1299,7 @@ static int mount_point(const char *path, bool file, char tops[][NAME_MAX + 2],
             snprintf(tops[(*n_tops)++], NAME_MAX + 2, "%s", top);
         }
     }
-    return make_path(path, file);
+    return make_path_from(path, path[known] ? known : 0, file);
 }
 
 /* `file` (passwd or group) naming the steps' uid, made once per uid in
@@ -1381,7 +1394,7 @@ static int make_out(const step *s)
         return -1;
     memcpy(dir, s->out, n);
     dir[n] = '\0';
-    if (make_path(dir, false) != 0)
+    if (make_path_from(dir, strlen(s->scratch), false) != 0)
         return -1;
     out_dir = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     out_name = slash + 1;
@@ -1499,7 +1512,7 @@ static int step_mounts(const step *s)
     for (uint32_t i = 0; rc == 0 && i < s->h.n_binds; i++) {
         const char *b = s->bind[i], *dst = b + 2;
         bool inside = rz__sbx_path_under(dst, s->scratch);
-        rc = (inside ? make_path(dst, b[1] == 'f')
+        rc = (inside ? make_path_from(dst, strlen(s->scratch), b[1] == 'f')
                      : mount_point(dst, b[1] == 'f', tops, &n_tops)) == 0 &&
              attach(fd_at(s, FD_REST + (int)i), dst, b[0] == 'r') == 0
                  ? 0 : -1;
