@@ -2037,8 +2037,9 @@ static int step_main(void *arg)
 #define STEP_STACK (64u << 10)
 static pid_t spawn_step(const step *s, const rz__sbx_tmpl *t)
 {
-    /* Each init spawns one step: its stack is this process's own, with
-     * no map and unmap (a TLB flush of every CPU the two ran on). */
+    /* The child runs on it only until it execs or exits (CLONE_VFORK:
+     * we wait), so one stack of this process's own serves every spawn,
+     * with no map and unmap (a TLB flush of every CPU the two ran on). */
     static char stack[STEP_STACK] __attribute__((aligned(64)));
     step_args a = { s, t };
     return clone(step_main, stack + STEP_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD,
