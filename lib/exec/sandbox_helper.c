@@ -2495,6 +2495,17 @@ void rz__sbx_test_die_before_root(bool on)
     pthread_mutex_unlock(&mu);
 }
 
+/* rz__sbx_test_no_program (tests only): helpers started after the call
+ * go on as the runner's copy, as where the exec is refused. */
+static bool no_program;
+
+void rz__sbx_test_no_program(bool on)
+{
+    pthread_mutex_lock(&mu);
+    no_program = on;
+    pthread_mutex_unlock(&mu);
+}
+
 static bool hook_fires(void)
 {
     char c = 0;
@@ -2891,7 +2902,7 @@ static void program_env(char **env, size_t cap)
  * Returns if not. */
 static void helper_exec(int s, int life, bool with_early)
 {
-    if (rz__sbx_program_len == 0)
+    if (rz__sbx_program_len == 0 || no_program)
         return;
     int prog = program_fd(), t = tmpl_fd();
     if (prog < 0 || t < 0) {

@@ -136,6 +136,10 @@ RZ_HIDDEN void rz__sbx_test_die_after_clone(const char *flag);
 /* Tests only: helpers started after this call exit right after forking
  * their early zygote, before building their root. */
 RZ_HIDDEN void rz__sbx_test_die_before_root(bool on);
+/* Tests only: helpers started after this call do not exec their own
+ * program (rz__sbx_program): they go on as the runner's copy, as where
+ * the exec is refused. */
+RZ_HIDDEN void rz__sbx_test_no_program(bool on);
 /* The helper's pid, -1 when none runs (for tests). */
 RZ_HIDDEN pid_t rz__sbx_helper_pid(void);
 
