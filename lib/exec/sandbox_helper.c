@@ -1215,8 +1215,9 @@ static int parse_step(step *s)
 }
 
 /* Hand the host's folder entries to the step's uid: it is not root on the
- * host any more, and the runner (root) made them. */
-static void chown_tree(int dirfd, int depth, uid_t uid)
+ * host any more, and the runner (root) made them. `skip`: an entry not
+ * handed over (at the top only). */
+static void chown_tree(int dirfd, int depth, uid_t uid, const char *skip)
 {
     /* A description of its own: a dup would share the caller's offset. */
     int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -1228,7 +1229,8 @@ static void chown_tree(int dirfd, int depth, uid_t uid)
     }
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+            (skip && !strcmp(e->d_name, skip)))
             continue;
         /* A reused folder's entries are the step user's already: a chown
          * would still journal a new ctime. */
@@ -1240,7 +1242,7 @@ static void chown_tree(int dirfd, int depth, uid_t uid)
             int sub = openat(dirfd, e->d_name,
                              O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub >= 0) {
-                chown_tree(sub, depth + 1, uid);
+                chown_tree(sub, depth + 1, uid, NULL);
                 close(sub);
             }
         }
@@ -1382,6 +1384,22 @@ static bool out_inside(const step *s)
            s->out[n] == '/';
 }
 
+/* The scratch folder's entry that holds the outputs file (in `buf`), which
+ * the step never sees: it writes its own in its tmpfs (make_out); NULL
+ * when the file is not inside. */
+static const char *out_top(const step *s, char buf[NAME_MAX + 1])
+{
+    if (!out_inside(s))
+        return NULL;
+    const char *at = s->out + strlen(s->scratch) + 1;
+    size_t n = strcspn(at, "/");
+    if (n == 0 || n > NAME_MAX)
+        return NULL;
+    memcpy(buf, at, n);
+    buf[n] = '\0';
+    return buf;
+}
+
 /* The empty outputs file, the step's to write, where the runner said. */
 static int make_out(const step *s)
 {
@@ -1495,7 +1513,7 @@ static int common_mounts(uint32_t mb)
 /* The step's own mounts, after common_mounts. */
 static int step_mounts(const step *s)
 {
-    char tops[4][NAME_MAX + 2];
+    char tops[4][NAME_MAX + 2], top_out[NAME_MAX + 1];
     int n_tops = 0;
     uint32_t mb = s->h.scratch_mb;
     if ((s->h.network &&
@@ -1507,7 +1525,7 @@ static int step_mounts(const step *s)
         return -1;
     /* The host's entries, each at its own path, in the order the runner
      * gave them (the scratch's before what is nested in them). */
-    chown_tree(fd_at(s, FD_SCRATCH), 0, s->h.uid);
+    chown_tree(fd_at(s, FD_SCRATCH), 0, s->h.uid, out_top(s, top_out));
     int rc = 0;
     for (uint32_t i = 0; rc == 0 && i < s->h.n_binds; i++) {
         const char *b = s->bind[i], *dst = b + 2;
