@@ -918,8 +918,9 @@ bool rz__sbx_path_is_system(const char *path)
 
 /* mkdir -p of `path` (absolute) under the current root; the last component
  * a file when `file`. Its first `known` bytes name a folder that is there
- * (0: none known; else `path` goes on with a '/' there): a step's mounts
- * made every folder of its long paths again, 14 failed mkdirs a step. */
+ * (0: none known; else `path` goes on with a '/' there), so a step's
+ * mounts do not make each folder of their long paths from the root (14
+ * failing mkdirs a step). */
 static int make_path_from(const char *path, size_t known, bool file)
 {
     char p[PATH_MAX];
@@ -2843,13 +2844,13 @@ static _Noreturn void helper_main(int s, int life, bool with_early)
 /* ---- the helper as a program of its own ----
  *
  * The helper, its cells and every step's init are clones of the helper;
- * forked from the runner, each clone copied the runner's ~80 mappings and
- * heap and took copy-on-write faults in both processes after it. So the
- * helper execs a small program (rz-sandbox: this file and outdir.c, libc
- * only, embedded in the library) from a sealed memfd as it starts, and
- * the clones are of that. Where the exec cannot be made (no memfd, a
+ * as copies of the runner each clone would copy the runner's ~80 mappings
+ * and heap and take copy-on-write faults in both processes after it. So
+ * the helper execs a small program (rz-sandbox: this file and outdir.c,
+ * libc only, embedded in the library) from a sealed memfd as it starts,
+ * and the clones are of that. Where the exec cannot be made (no memfd, a
  * kernel that refuses to exec one), the helper goes on as the runner's
- * copy, as before: the same code either way. */
+ * copy: the same code either way. */
 
 /* The embedded program in a sealed, executable memfd; -1 if not made. */
 static int program_fd(void)

@@ -36,8 +36,8 @@ static pthread_mutex_t swept_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *swept[SWEPT_MAX];
 
 /* A process's own pid namespace never changes (setns and unshare move
- * only its later children), so it is read once: it named every step's
- * scratch folder, a stat of /proc a step. */
+ * only its later children), so it is read once: it names every step's
+ * scratch folder, and each read is a stat of /proc. */
 unsigned long long rz__exec_pidns(void)
 {
     static _Atomic unsigned long long ns;
