@@ -888,13 +888,14 @@ static int flow_run(cli *c)
     return status;
 }
 
-/* The sandbox's probe (its helper started, its first cell made ahead,
- * `true` run through it) on a thread of its own from the start, while the
+/* The sandbox's probe (its helper started, its root built, its first
+ * cell made ahead) on a thread of its own from the start, while the
  * modules and the flow are read: at one step it is most of the run's
- * start. The runner waits for what is left of it before its first step; a
- * run that ends before (a flow with errors) does not: exit cuts it short
- * where that leaves nothing behind (see "the probe, and exit" in
- * lib/exec/sandbox.c). */
+ * start. The runner waits for what is left of it before its first step,
+ * whose own start carries the probe's last part (the sandbox's check: see
+ * sandbox.c); a run that ends before (a flow with errors) does not: the
+ * probe makes no host folder, and what it started ends with the process
+ * (its cgroups are swept by the next runner). */
 int cli_flow_run(cli *c)
 {
     pthread_t probe;

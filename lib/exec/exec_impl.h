@@ -30,6 +30,9 @@ RZ_HIDDEN int rz__sandbox_has_cgroup(void);
 /* 1 if a bwrap program was found on PATH, usable or not (after the probe
  * rz_sandbox_available() runs). */
 RZ_HIDDEN int rz__sandbox_installed(void);
+/* How many times the sandbox's state changed after its probe (a failed
+ * check let the helper go): a notice told before is out of date. */
+RZ_HIDDEN unsigned rz__sandbox_changes(void);
 /* The adapter's one-line status of a running attempt ("" when none), e.g.
  * an image pull's progress; for the runner's RZ_EVENT_PROGRESS. */
 RZ_HIDDEN void rz__attempt_status(const rz_attempt *a, char *buf, size_t len);

@@ -68,6 +68,7 @@ struct rz_proc {
     bool own_scratch;          /* made here, removed by rz_proc_free */
     bool reaped, timed_out, done;
     bool sandboxed;            /* the child is bwrap */
+    bool check_failed;         /* the sandbox's check: see spawn */
     rz__sbx sbx;               /* its cgroup and descriptors */
     rz__sbx_report hit;        /* limits the cgroup enforced */
     uint32_t cpus, scratch_mb, pids_max; /* sandbox limits, 0: defaults */
@@ -141,6 +142,11 @@ int rz_sandbox_available(void)
 int rz__sandbox_installed(void)
 {
     return rz__sbx_installed();
+}
+
+unsigned rz__sandbox_changes(void)
+{
+    return rz__sbx_changes();
 }
 
 const char *rz_sandbox_status(void)
@@ -649,6 +655,7 @@ static int helper_start(rz_proc *p, const launch *l, const int stdio[3],
         .cpu = l->cpu, .limit_as = l->limit_as,
         .limit_cpu = l->limit_cpu, .out_cap = p->max_output,
         .file_cap = p->file_cap, .files_cap = p->files_cap,
+        .check = rz__sbx_check_wanted(),
     };
     int rc = rz__sbx_spawn(pid, &p->sbx, &sl, stdio, ep[1]);
     if (rc == RZ_OK)
@@ -662,6 +669,8 @@ static int helper_start(rz_proc *p, const launch *l, const int stdio[3],
     if (n <= 0)
         *child_errno = 0;
     close(ep[0]);
+    if (rc == RZ_OK && sl.check && *child_errno != RZ__SBX_CHECK_FAILED)
+        rz__sbx_check_passed();
     return rc;
 }
 
@@ -693,8 +702,12 @@ static int start_child(rz_proc *p, const launch *l)
     if (rc == RZ_OK && child_errno) {
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
             ;
-        rc = rz__error(RZ_EEXEC, "cannot execute %s: %s", l->exe,
-                       strerror(child_errno));
+        p->check_failed = child_errno == RZ__SBX_CHECK_FAILED;
+        rc = p->check_failed
+                 ? rz__error(RZ_EEXEC, "the sandbox's check failed; %s "
+                             "not started", l->exe)
+                 : rz__error(RZ_EEXEC, "cannot execute %s: %s", l->exe,
+                             strerror(child_errno));
     }
     if (rc != RZ_OK)
         goto out;
@@ -786,6 +799,18 @@ static int spawn(rz_proc **out, rz_proc *p, const rz_proc_opts *opts)
     int rc = prepare(&l, p, opts);
     if (rc == RZ_OK)
         rc = start_child(p, &l);
+    if (p->check_failed) {
+        /* Nothing of it ran: again, as the probe's decision now says. */
+        p->check_failed = false;
+        p->input_off = 0;   /* its stdin pipe went with it */
+        rz__sbx_finish(&p->sbx, NULL);
+        rz__sbx_check_failed();
+        launch_free(&l);
+        memset(&l, 0, sizeof l);
+        rc = prepare(&l, p, opts);
+        if (rc == RZ_OK)
+            rc = start_child(p, &l);
+    }
     /* A failure here shows when the files are copied out (the step then
      * fails saying so). */
     if (rc == RZ_OK && p->sandboxed)

@@ -130,6 +130,7 @@ typedef struct runner {
     rz__file_refs refs;          /* the files this run made (file_refs.c) */
     bool refs_read;              /* and those of steps it reused, read */
     price_memo prices[PRICE_MEMO];
+    unsigned sandbox_told;       /* rz__sandbox_changes() at the notice */
 } runner;
 
 /* ---- events ---- */
@@ -487,6 +488,8 @@ static char *forged_files(runner *r, const char *req)
                ? NULL : rz__strdup(rz_error_last()->message);
 }
 
+static void sandbox_notice(runner *r);
+
 static int start_assignment(runner *r, const rz_engine_assignment *a)
 {
     size_t step = rz_flow_step_find(r->flow, a->step);
@@ -502,6 +505,8 @@ static int start_assignment(runner *r, const rz_engine_assignment *a)
         why = forged_files(r, a->request_json);
     if (!why && start_step(r, step, s, a, secrets, &att, &reserved) != RZ_OK)
         why = rz__asprintf("cannot start: %s", rz_error_last()->message);
+    if (r->opts->sandbox && rz__sandbox_changes() != r->sandbox_told)
+        sandbox_notice(r);
     /* The attempt keeps its own copy of each value, to scrub. */
     free_secrets(r, secrets);
     if (att) {
@@ -1252,9 +1257,11 @@ static int local_caps(const runner *r, char **out)
 /* What the sandbox's probe found, told before the first step starts.
  * The probe (rz_sandbox_available) is waited for here, after the run's
  * first record and the engine's start: at one step, `flow run` started it
- * on a thread of its own, and it ends about now. */
+ * on a thread of its own, and it ends about now. Told again if the first
+ * steps' start changed it (a failed check: see sandbox.c). */
 static void sandbox_notice(runner *r)
 {
+    r->sandbox_told = rz__sandbox_changes();
     if (r->opts->sandbox && !rz_sandbox_available())
         emit(r, RZ_EVENT_NOTICE, RZ_NPOS, rz__sandbox_installed()
              ? "bubblewrap cannot create a sandbox here (no user "

@@ -32,6 +32,9 @@
 
 #include <sodium.h>
 
+#include "exec/adapter.h"
+#include "exec/exec_impl.h"
+
 #ifdef RZ_HAVE_SECCOMP
 #include <seccomp.h>
 #endif
@@ -1320,59 +1323,7 @@ static void cell_finish(rz__sbx *s, rz__sbx_report *r)
     cell_release(s, false);
 }
 
-/* ---- the probe, and exit ----
- *
- * `flow run` probes on a thread of its own from its start, and a flow
- * with errors ends the process before the probe has. Exit must not cut
- * the probe short while it holds a host folder (its step's scratch), nor
- * run its destructors beside the probe's own code; it may end the process
- * while the probe waits for the helper or for a step (what they leave is
- * what any run leaves: they end with the process, their cgroups are swept
- * by the next runner). So exit waits only while the probe runs, and a
- * probe that finds the process exiting after a wait stops there. */
-
-static pthread_mutex_t exit_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t exit_cv = PTHREAD_COND_INITIALIZER;
-static bool probe_running, probe_waiting, exiting;
-static atomic_int probe_pid;   /* the process probing (not a fork of it) */
-
-static void probe_at_exit(void)
-{
-    if (atomic_load(&probe_pid) != (int)getpid())
-        return;
-    pthread_mutex_lock(&exit_mu);
-    exiting = true;
-    while (probe_running && !probe_waiting)
-        pthread_cond_wait(&exit_cv, &exit_mu);
-    pthread_mutex_unlock(&exit_mu);
-}
-
-/* Registered as the library loads, before any thread can probe (one
- * registered by the probe could come too late for an exit under way). */
-__attribute__((constructor)) static void probe_exit_hook(void)
-{
-    (void)atexit(probe_at_exit);
-}
-
-/* The probe waits now (exit may end the process under it), or runs again
- * (it stops here for good if the process is exiting). */
-static void probe_waits(bool waits)
-{
-    pthread_mutex_lock(&exit_mu);
-    bool stop = !waits && exiting;
-    probe_waiting = waits || stop;
-    pthread_cond_broadcast(&exit_cv);
-    pthread_mutex_unlock(&exit_mu);
-    while (stop)
-        pause();
-}
-
-/* Between two parts of the probe's own code: exit waits for one part at
- * most, not the whole run of them. */
-static void probe_gate(void)
-{
-    probe_waits(false);
-}
+/* ---- the probe ---- */
 
 /* rz__sbx_test_probe_hold (tests only): where the probe stops once. */
 static int hold_where, hold_note = -1, hold_fd = -1;
@@ -1394,18 +1345,6 @@ static void probe_hold(int where, const char *what)
         while (read(hold_fd, &c, 1) < 0 && errno == EINTR)
             ;
 }
-
-static void probe_runs(bool running)
-{
-    atomic_store(&probe_pid, (int)getpid());
-    pthread_mutex_lock(&exit_mu);
-    probe_running = running;
-    probe_waiting = false;
-    pthread_cond_broadcast(&exit_cv);
-    pthread_mutex_unlock(&exit_mu);
-}
-
-/* ---- the probe ---- */
 
 /* Run `bwrap <base> -- true` the way a step runs. */
 static bool try_bwrap(void)
@@ -1437,11 +1376,9 @@ static bool try_bwrap(void)
         _exit(127);
     }
     int status = -1;
-    probe_waits(true);
     if (pid > 0)
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
             ;
-    probe_waits(false);
     ok = pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
     rz__sbx_started(&s);
     rz__argv_free(&a);
@@ -1470,58 +1407,38 @@ static uint32_t uid_reserve(uint32_t from)
     return 0;
 }
 
-/* The probe step's uid. The lowest goes to the first cell (*ahead) when
- * there is another for the probe. */
-static uint32_t probe_uid(uint32_t *ahead)
-{
-    uint32_t low = uid_reserve(0);
-    probe_gate();   /* each look-up of a uid may load NSS's libraries */
-    uint32_t next = low ? uid_reserve(low - sb.uid_first + 1) : 0;
-    *ahead = next ? low : 0;
-    return next ? next : low;
-}
-
 /* The helper started, its early zygote forked into *cg's cgroups (made
- * here; none without cgroups or if they cannot be made), and the probe's
- * uids reserved (*uid, *ahead: see probe_uid) while it builds its root:
- * their look-ups through NSS load libraries. false: no helper, no uid. */
-static bool helper_up(rz__sbx *cg, uint32_t *uid, uint32_t *ahead)
+ * here; none without cgroups or if they cannot be made), and the first
+ * cell's uid reserved (*uid) while it builds its root: its look-up
+ * through NSS loads libraries. false: no helper, no uid. */
+static bool helper_up(rz__sbx *cg, uint32_t *uid)
 {
     rz__sbx_tmpl t = { sb.etc, sb.n_etc, sb.passwd, sb.group, sb.bpf,
                        sb.bpf_len };
-    *uid = *ahead = 0;
+    *uid = 0;
     if (!sb.passwd || !sb.group)
         return false;
-    probe_gate();
     /* Without them, the first step makes its cell, or says why not. */
     bool early = sb.cg_version <= 0 || cgroup_create(cg, NULL, false) == RZ_OK;
     bool up = rz__sbx_helper_start(&t, early, cg->procs, cg->n_cg) == 0;
     rz__sbx_started(cg);   /* the zygote has its own copies */
-    *uid = up ? probe_uid(ahead) : 0;
-    probe_waits(true);   /* for its root */
+    *uid = up ? uid_reserve(0) : 0;
     probe_hold(RZ__SBX_HOLD_WAITING, "root");
-    up = up && rz__sbx_helper_ready() == 0;
-    probe_waits(false);
+    up = up && *uid && rz__sbx_helper_ready() == 0;
     if (!up && *uid)
         probe_uid_drop(*uid);
-    if (!up && *ahead)
-        probe_uid_drop(*ahead);
     if (!up)
-        *uid = *ahead = 0;
+        *uid = 0;
     return up;
 }
 
-/* Run `true` through the helper the way a step runs, as `uid`. Its host
- * folder is gone once the step is sent (the helper holds it open). */
-static bool probe_step(uint32_t uid)
+/* Run the check's program through the helper the way a step runs (no
+ * cell, no limits), as `uid`, in the folder `dir`. */
+static bool probe_step(uint32_t uid, const char *dir)
 {
     int null = open("/dev/null", O_RDWR | O_CLOEXEC), ep[2] = { -1, -1 };
-    char dir[] = "/tmp/rz-probe-XXXXXX";
-    bool made = mkdtemp(dir) != NULL;
     bool ok = false;
-    if (made)
-        probe_hold(RZ__SBX_HOLD_FOLDER, dir);
-    if (null >= 0 && made && pipe2(ep, O_CLOEXEC) == 0) {
+    if (null >= 0 && pipe2(ep, O_CLOEXEC) == 0) {
         char *argv[] = { "true", NULL }, *envp[] = { NULL };
         rz__sbx s;
         sbx_blank(&s);
@@ -1530,7 +1447,7 @@ static bool probe_step(uint32_t uid)
         memset(&l, 0, sizeof l);
         l.scratch = dir;
         l.uid = uid;
-        l.exe = "/bin/true";
+        l.exe = rz__sbx_check_exe();
         l.argv = argv;
         l.envp = envp;
         l.fsize.rlim_cur = l.fsize.rlim_max = RLIM_INFINITY;
@@ -1538,59 +1455,68 @@ static bool probe_step(uint32_t uid)
         int stdio[3] = { null, null, null };
         pid_t pid = -1;
         int rc = rz__sbx_spawn(&pid, &s, &l, stdio, ep[1]);
-        made = made && rmdir(dir) != 0;
         close(ep[1]);
         int e = 0;
-        probe_waits(true);   /* for the step */
         ssize_t n = read(ep[0], &e, sizeof e);
         int status = -1;
         if (rc == RZ_OK)
             while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
                 ;
-        probe_waits(false);
         ok = rc == RZ_OK && n == 0 && WIFEXITED(status) &&
              WEXITSTATUS(status) == 0;
         close(ep[0]);
     }
     if (null >= 0)
         close(null);
-    if (made)
-        rmdir(dir);
     return ok;
 }
 
-/* Start the helper, its first cell made ahead (see above), and run `true`
- * through it the way a step runs. */
+/* Start the helper, its first cell made ahead (see above). Whether its
+ * steps can run is the first steps' check (see "the helper's check"). */
 static bool try_helper(void)
 {
     rz__sbx cg;
     sbx_blank(&cg);
-    uint32_t ahead = 0, uid = 0;
-    (void)helper_up(&cg, &uid, &ahead);
-    if (ahead)
-        ahead_take(&cg, ahead);
-    else
+    uint32_t uid = 0;
+    if (!helper_up(&cg, &uid)) {
         ahead_drop(&cg);
-    if (!uid)
         return false;
-    bool ok = probe_step(uid);
-    probe_uid_drop(uid);   /* its step was reaped */
-    return ok;
+    }
+    ahead_take(&cg, uid);
+    return true;
 }
 
 static void cells_drop_idle(void);
+
+/* bwrap 0.8's options first; then without them (older bwrap: seccomp
+ * still refuses user namespaces). */
+static void probe_bwrap(bool root)
+{
+    if (!sb.bwrap) {
+        status_add("%s", "bubblewrap not found");
+        return;
+    }
+    sb.inner_uid = root;
+    for (int n = 1; n >= 0 && !sb.ok; n--) {
+        sb.new_opts = n;
+        sb.ok = try_bwrap();
+    }
+    if (!sb.ok)
+        status_add("%s", "bubblewrap cannot create a sandbox here (no user "
+                   "namespaces?)");
+    else if (!sb.new_opts)
+        status_add("%s", "bubblewrap older than 0.8: no --disable-userns, "
+                   "no tmpfs size limits (seccomp refuses user namespaces)");
+}
 
 static void probe(void)
 {
     sb.bwrap = find_bwrap();
     bool root = geteuid() == 0;
     make_passwd(root ? RZ__SBX_UID : geteuid(), root ? RZ__SBX_UID : getegid());
-    probe_gate();
     find_etc();
     build_seccomp();
-    probe_gate();
     find_cgroups();
-    probe_gate();
     sb.cg_saved = sb.cg_version;
     /* As root, the helper: cheaper, and the step is nobody on the host
      * too. RHIZOS_SANDBOX=bwrap keeps bwrap (for comparison). */
@@ -1613,53 +1539,96 @@ static void probe(void)
         status_add("%s", "the sandbox helper cannot start here; using "
                    "bubblewrap");
     }
-    if (!sb.bwrap) {
-        status_add("%s", "bubblewrap not found");
-        return;
-    }
-    /* bwrap 0.8's options first; then without them (older bwrap: seccomp
-     * still refuses user namespaces). */
-    sb.inner_uid = root;
-    for (int n = 1; n >= 0 && !sb.ok; n--) {
-        sb.new_opts = n;
-        sb.ok = try_bwrap();
-    }
-    if (!sb.ok)
-        status_add("%s", "bubblewrap cannot create a sandbox here (no user "
-                   "namespaces?)");
-    else if (!sb.new_opts)
-        status_add("%s", "bubblewrap older than 0.8: no --disable-userns, "
-                   "no tmpfs size limits (seccomp refuses user namespaces)");
+    probe_bwrap(root);
 }
 
-static void probe_once_fn(void)
+/* ---- the helper's check ----
+ *
+ * The probe runs no step of its own: the steps started through the
+ * helper until one has passed ask their inits for the check
+ * (rz__sbx_launch: `true` in the step's own sandbox, before the step), so
+ * the first step's start is the probe's last part. A check that fails
+ * leaves its step unstarted; the probe's step (the check's program
+ * through the helper, no cell, no limits, in a folder of its own that a
+ * killed runner's successor sweeps) then says whether the helper works.
+ * If it does, the step's own limits failed it: it is started again
+ * without a check and fails as it would. If not, the helper is let go as
+ * when it cannot start: bubblewrap is probed, the step is prepared again
+ * (through bubblewrap, or without a sandbox), and the status says so
+ * (rz__sbx_changes: the runner tells it again). */
+
+static atomic_bool helper_checked;
+static atomic_uint sbx_changes;
+static pthread_mutex_t check_mu = PTHREAD_MUTEX_INITIALIZER;
+
+bool rz__sbx_check_wanted(void)
 {
-    probe_runs(true);
-    probe();
-    probe_runs(false);
+    return !atomic_load(&helper_checked);
+}
+
+void rz__sbx_check_passed(void)
+{
+    atomic_store(&helper_checked, true);
+}
+
+unsigned rz__sbx_changes(void)
+{
+    return atomic_load(&sbx_changes);
+}
+
+static bool helper_works(void)
+{
+    uint32_t uid = uid_reserve(0);
+    char *dir = NULL;
+    bool ok = uid && rz__exec_mkdtemp(NULL, &dir) == RZ_OK &&
+              probe_step(uid, dir);
+    if (uid)
+        probe_uid_drop(uid);
+    rz__exec_rm_tree(dir);
+    free(dir);
+    return ok;
+}
+
+void rz__sbx_check_failed(void)
+{
+    pthread_mutex_lock(&check_mu);
+    if (sb.helper && !atomic_load(&helper_checked)) {
+        if (helper_works()) {
+            atomic_store(&helper_checked, true);
+        } else {
+            sb.ok = 0;
+            sb.helper = false;
+            cells_drop_idle();
+            status_add("%s", "the sandbox helper cannot start here; using "
+                       "bubblewrap");
+            probe_bwrap(geteuid() == 0);
+            atomic_fetch_add(&sbx_changes, 1);
+        }
+    }
+    pthread_mutex_unlock(&check_mu);
 }
 
 int rz__sbx_available(void)
 {
-    pthread_once(&probe_once, probe_once_fn);
+    pthread_once(&probe_once, probe);
     return sb.ok;
 }
 
 int rz__sbx_installed(void)
 {
-    pthread_once(&probe_once, probe_once_fn);
+    pthread_once(&probe_once, probe);
     return sb.bwrap != NULL || sb.helper;
 }
 
 const char *rz__sbx_status(void)
 {
-    pthread_once(&probe_once, probe_once_fn);
+    pthread_once(&probe_once, probe);
     return sb.status[0] ? sb.status : NULL;
 }
 
 int rz__sbx_has_cgroup(void)
 {
-    pthread_once(&probe_once, probe_once_fn);
+    pthread_once(&probe_once, probe);
     return sb.cg_version > 0;
 }
 
@@ -2006,14 +1975,14 @@ static void cells_drop_idle(void)
 
 void rz__sbx_test_cells(bool cgroups)
 {
-    pthread_once(&probe_once, probe_once_fn);
+    pthread_once(&probe_once, probe);
     cells_drop_idle();
     sb.cg_version = cgroups ? sb.cg_saved : 0;
 }
 
 void rz__sbx_uid_range(uint32_t *first, uint32_t *count)
 {
-    pthread_once(&probe_once, probe_once_fn);
+    pthread_once(&probe_once, probe);
     *first = sb.helper ? sb.uid_first : 0;
     *count = sb.helper ? sb.uid_count : 0;
 }

@@ -112,12 +112,22 @@ typedef struct rz__sbx_report {
 /* 1 if bwrap works here with the layers it supports (probes once). */
 RZ_HIDDEN int rz__sbx_available(void);
 /* Tests only: the next probe stops once at `where` (RZ__SBX_HOLD_*),
- * writes what it holds there (the folder's path, or "root") with its NUL
- * to `note`, and goes on once a byte can be read from `hold` or it ends.
- * Exit cuts a probe held at WAITING short, and waits for one at FOLDER. */
-#define RZ__SBX_HOLD_FOLDER 1    /* its step's folder made, the step not sent */
+ * writes what it holds there ("root") with its NUL to `note`, and goes
+ * on once a byte can be read from `hold` or it ends. */
 #define RZ__SBX_HOLD_WAITING 2   /* waiting for the helper's root */
 RZ_HIDDEN void rz__sbx_test_probe_hold(int where, int note, int hold);
+/* Helper mode: the next step asks for the sandbox's check (see "the
+ * helper's check" in sandbox.c and rz__sbx_launch): none has passed yet.
+ * rz__sbx_check_passed: one has (the error pipe said anything but
+ * RZ__SBX_CHECK_FAILED). rz__sbx_check_failed: one failed (its step
+ * unstarted, its cell given back): the helper's own step decides whether
+ * the helper is kept or let go for bubblewrap; either way the step is to
+ * be prepared again. rz__sbx_changes: how many times what the probe found
+ * changed so (0 at first). */
+RZ_HIDDEN bool rz__sbx_check_wanted(void);
+RZ_HIDDEN void rz__sbx_check_passed(void);
+RZ_HIDDEN void rz__sbx_check_failed(void);
+RZ_HIDDEN unsigned rz__sbx_changes(void);
 /* 1 if a bwrap program is on PATH, usable or not. */
 RZ_HIDDEN int rz__sbx_installed(void);
 /* NULL when every layer works; else one line on what is missing here

@@ -86,6 +86,7 @@ typedef struct req_hdr {
     uint32_t magic, network, scratch_mb, argc, envc, n_cg, n_binds, uid;
     struct rlimit fsize, nofile, as, cpu;
     uint32_t limit_as, limit_cpu;
+    uint32_t check, unused;   /* check: see rz__sbx_launch */
     uint64_t strings_len;
     uint64_t out_cap;   /* bytes of the outputs file copied out at most */
     uint64_t file_cap, files_cap;   /* of the file outputs (copy_files) */
@@ -417,6 +418,7 @@ static int write_request(const rz__sbx_launch *l, const binds *b)
     h.cpu = l->cpu;
     h.limit_as = l->limit_as;
     h.limit_cpu = l->limit_cpu;
+    h.check = l->check;
     h.out_cap = l->out_cap;
     h.file_cap = l->file_cap;
     h.files_cap = l->files_cap;
@@ -1548,9 +1550,13 @@ static int step_mounts(const step *s)
     return rc;
 }
 
+/* The step's request asks for the sandbox's check (rz__sbx_launch) and it
+ * has not passed yet: a failure says so, not its errno. */
+static bool checking;
+
 static _Noreturn void fail_to(int errpipe)
 {
-    int e = errno ? errno : EIO;
+    int e = checking ? RZ__SBX_CHECK_FAILED : errno ? errno : EIO;
     ssize_t w = write(errpipe, &e, sizeof e);
     (void)w;
     _exit(127);
@@ -2065,6 +2071,38 @@ static pid_t spawn_step(const step *s, const rz__sbx_tmpl *t)
                  &a);
 }
 
+static const char *check_prog = "/bin/true";
+
+const char *rz__sbx_check_exe(void)
+{
+    return check_prog;
+}
+
+void rz__sbx_test_check_exe(const char *exe)
+{
+    check_prog = exe ? exe : "/bin/true";
+}
+
+/* The sandbox's check (rz__sbx_launch): `true` started as the step would
+ * be (its uid, limits, filter, folder), in the step's sandbox. The copy
+ * of the bounding set's flag is this init's again after (the check's
+ * process shares our memory, and the step drops its own set). */
+static bool check_passes(const step *s, const rz__sbx_tmpl *t)
+{
+    char *argv[] = { "true", NULL }, *envp[] = { NULL };
+    step chk = *s;
+    chk.exe = check_prog;
+    chk.argv = argv;
+    chk.envp = envp;
+    bool bset = bset_empty;
+    pid_t pid = spawn_step(&chk, t);
+    bset_empty = bset;
+    int status = -1;
+    while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    return pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 static void on_chld(int sig)
 {
     (void)sig;
@@ -2146,6 +2184,7 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
                                 int life, int net)
 {
     int ep = fd_at(s, FD_ERRPIPE), go = fd_at(s, FD_GO);
+    checking = s->h.check != 0;
     /* Hello first: found by the runner should our starter die now. It
      * fails (EPIPE) once the runner has sent 'g' and closed its end:
      * then the read below decides, as always. */
@@ -2189,6 +2228,9 @@ static _Noreturn void step_run(const step *s, const rz__sbx_tmpl *t,
         ;
     if (got != 1 || c != 'g')
         _exit(128 + SIGKILL);
+    if (checking && !check_passes(s, t))
+        fail_to(ep);
+    checking = false;
     pid_t leader = spawn_step(s, t);
     if (leader < 0)
         fail_to(ep);
@@ -2300,12 +2342,13 @@ static _Noreturn void spare_main(int s, int sp, int life, int net,
     int ep = fd_at(&st, FD_ERRPIPE);
     if (ep < 0)
         _exit(127);
+    int parsed = req.kind == 'r' ? parse_step(&st) : -1;
+    checking = parsed == 0 && st.h.check;
     if (err) {
         errno = err;
         fail_to(ep);
     }
     errno = EINVAL;
-    int parsed = req.kind == 'r' ? parse_step(&st) : -1;
     if (ftruncate(fd_at(&st, FD_MEM), 0) != 0) {
         /* the cell's copy (spare_take): closed below all the same */
     }

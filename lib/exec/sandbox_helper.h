@@ -67,7 +67,16 @@ typedef struct rz__sbx_launch {
     bool limit_as, limit_cpu;
     const int *cg_procs;       /* cgroup.procs the step joins */
     size_t n_cg;
+    /* The sandbox's check first: the step's init, its mounts made, runs
+     * `true` (rz__sbx_check_exe) in the step's sandbox as the step would
+     * run, and starts the step only if that exits 0. Otherwise, or if
+     * anything of the sandbox failed before, the error pipe says
+     * RZ__SBX_CHECK_FAILED, nothing of the step having run. */
+    bool check;
 } rz__sbx_launch;
+
+/* What the error pipe says when a step's check (above) failed. */
+#define RZ__SBX_CHECK_FAILED (INT32_MIN + 2)
 
 /* Start the helper (once; later calls only update nothing): forked, not
  * waited for (rz__sbx_helper_ready; any other call here waits too). 0 or
@@ -140,6 +149,10 @@ RZ_HIDDEN void rz__sbx_test_die_before_root(bool on);
  * program (rz__sbx_program): they go on as the runner's copy, as where
  * the exec is refused. */
 RZ_HIDDEN void rz__sbx_test_no_program(bool on);
+/* The check's program (rz__sbx_launch): "/bin/true". Tests only: another
+ * (set before the helper starts; its processes are forks of ours). */
+RZ_HIDDEN const char *rz__sbx_check_exe(void);
+RZ_HIDDEN void rz__sbx_test_check_exe(const char *exe);
 /* The helper's pid, -1 when none runs (for tests). */
 RZ_HIDDEN pid_t rz__sbx_helper_pid(void);
 

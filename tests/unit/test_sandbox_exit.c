@@ -1,13 +1,18 @@
 /* A process that ends while the sandbox's probe runs on another thread (a
- * `flow run` of a flow with errors): exit does not wait for a probe that
- * waits for the helper or its step, and never cuts one short while it
- * holds its step's host folder (/tmp/rz-probe-*), which is gone after.
- * And a run started while the probe goes on (`flow run`'s start) records
- * itself before it waits for the probe; the first cell's zygote is in its
- * cgroups before the probe has the helper's answer (its root built). Each case probes in a child of
- * its own (the probe runs once per process); this process never probes. */
+ * `flow run` of a flow with errors): exit does not wait for the probe,
+ * which makes no host folder (it runs no step of its own). A run started
+ * while the probe goes on (`flow run`'s start) records itself before it
+ * waits for the probe; the first cell's zygote is in its cgroups before
+ * the probe has the helper's answer (its root built). The first steps
+ * carry the probe's last part, the sandbox's check: a step whose check
+ * fails runs nothing, and where the helper's own step fails too the
+ * helper is let go and the step runs through what the probe finds then.
+ * Each case probes in a child of its own (the probe runs once per
+ * process); this process never probes. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -17,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +32,7 @@
 
 #include "common/internal.h"
 #include "exec/sandbox.h"
+#include "exec/sandbox_helper.h"
 #include "rhizos/exec.h"
 #include "rhizos/flow.h"
 #include "rhizos/module.h"
@@ -126,32 +134,173 @@ static void test_exit_cuts_short_a_probe_that_waits(void **state)
     assert_int_equal(code, EXITED);
 }
 
-static void test_exit_waits_for_the_probes_folder(void **state)
+/* The child's exit code, within 30 s (killed past it: -1). */
+static int child_code(pid_t pid)
+{
+    int code = wait_ms(pid, 30000);
+    if (code < 0)
+        kill(pid, SIGKILL);
+    return code;
+}
+
+/* In a child with a /tmp of its own: the probe, from its start to its
+ * end, makes no folder there (it runs no step of its own), so an exit at
+ * any point of it leaves none. */
+static void test_probe_makes_no_folder(void **state)
 {
     (void)state;
     if (geteuid() != 0)
         skip();
-    int hold[2], up[2];
-    char what[128];
-    pid_t pid = start(RZ__SBX_HOLD_FOLDER, hold, up, what, sizeof what);
-    int code = wait_ms(pid, 200);
-    if (code == SKIPPED) {
-        close(hold[1]);
-        close(up[0]);
-        skip();
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (unshare(CLONE_NEWNS) != 0 ||
+            mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+            mount("tmpfs", "/tmp", "tmpfs", 0, "size=16m") != 0)
+            _exit(SKIPPED);
+        unsetenv("TMPDIR");
+        int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (in < 0 || inotify_add_watch(in, "/tmp", IN_CREATE) < 0)
+            _exit(SKIPPED);
+        (void)rz_sandbox_available();
+        if (rz__sbx_helper_pid() <= 0)
+            _exit(SKIPPED);
+        char buf[4096] __attribute__((aligned(8)));
+        ssize_t n = read(in, buf, sizeof buf);
+        if (n > 0)
+            fprintf(stderr, "made in /tmp: %s\n",
+                    ((struct inotify_event *)buf)->name);
+        _exit(n > 0 ? 3 : EXITED);
     }
-    assert_int_equal(strncmp(what, "/tmp/rz-probe-", 14), 0);
-    /* Exit is under way, the probe holds its folder: exit waits. */
-    assert_int_equal(code, -1);
-    assert_int_equal(access(what, F_OK), 0);
-    assert_int_equal(write(hold[1], "g", 1), 1);
-    code = wait_ms(pid, 20000);
-    if (code < 0)
-        kill(pid, SIGKILL);
-    close(hold[1]);
-    close(up[0]);
+    int code = child_code(pid);
+    if (code == SKIPPED)
+        skip();
     assert_int_equal(code, EXITED);
-    assert_int_not_equal(access(what, F_OK), 0);   /* removed before exit */
+}
+
+/* A step through the helper itself as `uid`, `sh -c 'echo ran'`, with or
+ * without the check: what its error pipe said, what it printed. */
+static int helper_step(uint32_t uid, bool check, char *out, size_t cap)
+{
+    char dir[] = "/tmp/rz-test-check-XXXXXX";
+    int o[2], ep[2], null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (!mkdtemp(dir) || null < 0 || pipe2(o, O_CLOEXEC) != 0 ||
+        pipe2(ep, O_CLOEXEC) != 0)
+        _exit(1);
+    char *argv[] = { "sh", "-c", "echo ran", NULL }, *envp[] = { NULL };
+    rz__sbx_launch l;
+    memset(&l, 0, sizeof l);
+    l.scratch = dir;
+    l.uid = uid;
+    l.exe = "/bin/sh";
+    l.argv = argv;
+    l.envp = envp;
+    l.fsize.rlim_cur = l.fsize.rlim_max = RLIM_INFINITY;
+    l.nofile.rlim_cur = l.nofile.rlim_max = 64;
+    l.check = check;
+    int stdio[3] = { null, o[1], null };
+    pid_t pid = -1;
+    char why[256];
+    if (rz__sbx_helper_spawn(&pid, &l, stdio, ep[1], -1, NULL, NULL, why,
+                             sizeof why) != 0)
+        _exit(1);
+    close(ep[1]);
+    close(o[1]);
+    int e = 0;
+    if (read(ep[0], &e, sizeof e) <= 0)
+        e = 0;
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < cap && (r = read(o[0], out + n, cap - 1 - n)) > 0)
+        n += (size_t)r;
+    out[n] = '\0';
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    close(o[0]);
+    close(ep[0]);
+    close(null);
+    rmdir(dir);
+    return e;
+}
+
+/* A step whose check fails is never started: its init says so and
+ * exits; the same step without the check runs (the test can see it). */
+static void test_failed_check_runs_nothing(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        rz__sbx_test_check_exe("/bin/false");   /* before the helper */
+        uint32_t first = 0, count = 0;
+        rz__sbx_uid_range(&first, &count);
+        if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0 || !count)
+            _exit(SKIPPED);
+        char out[64];
+        uint32_t uid = first + count - 1;
+        if (helper_step(uid, true, out, sizeof out) != RZ__SBX_CHECK_FAILED ||
+            strcmp(out, "") != 0)
+            _exit(3);
+        if (helper_step(uid, false, out, sizeof out) != 0 ||
+            strcmp(out, "ran\n") != 0)
+            _exit(4);
+        _exit(EXITED);
+    }
+    int code = child_code(pid);
+    if (code == SKIPPED)
+        skip();
+    assert_int_equal(code, EXITED);
+}
+
+/* The first step's check fails and so does the probe's own step through
+ * the helper: the helper is let go as when it cannot start, and the step,
+ * unstarted, runs once through what the probe then finds (bubblewrap
+ * here), its input given again; the status says so, and has changed. */
+static void test_failed_check_lets_the_helper_go(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        rz__sbx_test_check_exe("/bin/false");
+        if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0)
+            _exit(SKIPPED);
+        if (rz__sbx_changes() != 0)
+            _exit(3);
+        static const char in[] = "{\"a\":1}";
+        const char *const argv[] = { "sh", "-c", "cat", NULL };
+        rz_proc_opts o = RZ_PROC_OPTS_INIT;
+        o.sandbox = 1;
+        o.argv = argv;
+        o.input = in;
+        o.input_len = sizeof in - 1;
+        rz_proc *p = NULL;
+        if (rz_proc_spawn(&p, &o) != RZ_OK)
+            _exit(4);
+        int r = 0;
+        while (r == 0)
+            r = rz_proc_poll(p, 100);
+        const char *st = rz_sandbox_status(), *outs = rz_proc_outputs(p);
+        bool ok = r == 1 && rz_proc_exit_code(p) == 0 && outs &&
+                  strcmp(outs, in) == 0 && rz__sbx_changes() == 1 && st &&
+                  strstr(st, "the sandbox helper cannot start here");
+        if (!ok)
+            fprintf(stderr, "exit %d, outputs %s, status %s\n",
+                    rz_proc_exit_code(p), outs ? outs : "-", st ? st : "-");
+        rz_proc_free(p);
+        _exit(ok ? EXITED : 5);
+    }
+    int code = child_code(pid);
+    if (code == SKIPPED)
+        skip();
+    assert_int_equal(code, EXITED);
 }
 
 static char data_dir[64];
@@ -300,7 +449,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exit_cuts_short_a_probe_that_waits),
-        cmocka_unit_test(test_exit_waits_for_the_probes_folder),
+        cmocka_unit_test(test_probe_makes_no_folder),
+        cmocka_unit_test(test_failed_check_runs_nothing),
+        cmocka_unit_test(test_failed_check_lets_the_helper_go),
         cmocka_unit_test(test_first_record_before_the_probe_ends),
         cmocka_unit_test(test_first_cell_joins_before_the_root),
     };
