@@ -1408,18 +1408,19 @@ static uint32_t uid_reserve(uint32_t from)
 }
 
 /* The helper started, its early zygote forked into *cg's cgroups (made
- * here; none without cgroups or if they cannot be made), and the first
- * cell's uid reserved (*uid) while it builds its root: its look-up
- * through NSS loads libraries. false: no helper, no uid. */
-static bool helper_up(rz__sbx *cg, uint32_t *uid)
+ * by the probe; none without cgroups or if they could not be made:
+ * `early` false), and the first cell's uid reserved (*uid) while it
+ * builds its root: its look-up through NSS loads libraries. false: no
+ * helper, no uid. */
+static bool helper_up(rz__sbx *cg, bool early, uint32_t *uid)
 {
     rz__sbx_tmpl t = { sb.etc, sb.n_etc, sb.passwd, sb.group, sb.bpf,
                        sb.bpf_len };
     *uid = 0;
-    if (!sb.passwd || !sb.group)
+    if (!sb.passwd || !sb.group) {
+        rz__sbx_started(cg);
         return false;
-    /* Without them, the first step makes its cell, or says why not. */
-    bool early = sb.cg_version <= 0 || cgroup_create(cg, NULL, false) == RZ_OK;
+    }
     bool up = rz__sbx_helper_start(&t, early, cg->procs, cg->n_cg) == 0;
     rz__sbx_started(cg);   /* the zygote has its own copies */
     *uid = up ? uid_reserve(0) : 0;
@@ -1471,19 +1472,82 @@ static bool probe_step(uint32_t uid, const char *dir)
     return ok;
 }
 
-/* Start the helper, its first cell made ahead (see above). Whether its
- * steps can run is the first steps' check (see "the helper's check"). */
-static bool try_helper(void)
+/* Start the helper, its first cell made ahead (see above) in *cg's
+ * cgroups. Whether its steps can run is the first steps' check (see "the
+ * helper's check"). */
+static bool try_helper(rz__sbx *cg, bool early)
 {
-    rz__sbx cg;
-    sbx_blank(&cg);
     uint32_t uid = 0;
-    if (!helper_up(&cg, &uid)) {
-        ahead_drop(&cg);
+    if (!helper_up(cg, early, &uid)) {
+        ahead_drop(cg);
         return false;
     }
-    ahead_take(&cg, uid);
+    ahead_take(cg, uid);
     return true;
+}
+
+/* ---- the grace period, begun early ----
+ *
+ * On cgroup v1 the first move of a process into a cgroup waits for an RCU
+ * grace period (the writer's side of the kernel's threadgroup lock:
+ * 5-15 ms here, more under load), and it is most of a one-step run's
+ * sandbox cost: the first cell's zygote cannot start a step before it.
+ * A move that comes while one is under way, or soon after one, waits only
+ * for what is left of it. So as soon as the first cell's cgroups exist,
+ * a throw-away process moves itself into the cgroup it is already in
+ * (which changes nothing), ~3 ms before the helper is forked and its
+ * zygote moves. It shares our memory (no copy) and is started from a
+ * thread of its own (vfork: the thread waits for it, so the process's
+ * errno it may write is that thread's alone); exit kills that thread and
+ * does not wait for the process. Nothing relies on it: without it the
+ * zygote's own move waits for the whole grace period. */
+
+static pthread_t nudge_thread;
+static bool nudging;
+
+static int nudge_move(void *path)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0)
+        (void)!write(fd, "0", 1);
+    _exit(0);
+}
+
+static void *nudge_main(void *path)
+{
+    char stack[16384] __attribute__((aligned(16)));
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, NULL);   /* none for its copies */
+    int pid = clone(nudge_move, stack + sizeof stack,
+                    CLONE_VM | CLONE_VFORK | SIGCHLD, path);
+    while (pid > 0 && waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    free(path);
+    return NULL;
+}
+
+static void cg_nudge(void)
+{
+    const char *base = NULL;
+    for (size_t i = 0; sb.cg_version == 1 && !base && i < RZ__SBX_CG_MAX; i++)
+        base = sb.cg_base[i];
+    char *path = base ? rz__asprintf("%s/cgroup.procs", base) : NULL;
+    nudging = path && pthread_create(&nudge_thread, NULL, nudge_main,
+                                     path) == 0;
+    if (path && !nudging)
+        free(path);
+}
+
+/* The nudge's thread let go (it ends by itself), or, where no helper
+ * runs, waited for: no process of it is left. */
+static void nudge_end(bool wait)
+{
+    if (nudging && wait)
+        pthread_join(nudge_thread, NULL);
+    else if (nudging)
+        pthread_detach(nudge_thread);
+    nudging = false;
 }
 
 static void cells_drop_idle(void);
@@ -1513,14 +1577,24 @@ static void probe(void)
 {
     sb.bwrap = find_bwrap();
     bool root = geteuid() == 0;
-    make_passwd(root ? RZ__SBX_UID : geteuid(), root ? RZ__SBX_UID : getegid());
-    find_etc();
-    build_seccomp();
-    find_cgroups();
-    sb.cg_saved = sb.cg_version;
     /* As root, the helper: cheaper, and the step is nobody on the host
      * too. RHIZOS_SANDBOX=bwrap keeps bwrap (for comparison). */
     const char *want = getenv("RHIZOS_SANDBOX");
+    bool helper = root && !(want && strcmp(want, "bwrap") == 0);
+    find_cgroups();
+    sb.cg_saved = sb.cg_version;
+    /* The first cell's cgroups (see "the first cell, made ahead"), then
+     * the grace period its zygote's move waits for begun. Without them,
+     * the first step makes its cell, or says why not. */
+    rz__sbx cg;
+    sbx_blank(&cg);
+    bool early = helper && (sb.cg_version <= 0 ||
+                            cgroup_create(&cg, NULL, false) == RZ_OK);
+    if (cg.n_cg > 0)
+        cg_nudge();
+    make_passwd(root ? RZ__SBX_UID : geteuid(), root ? RZ__SBX_UID : getegid());
+    find_etc();
+    build_seccomp();
     /* The helper's steps' network namespaces: one per step (unset,
      * "fresh", and anything else: the tighter one), or a cell's, reused
      * while empty ("cell": faster, but a later step can read the earlier
@@ -1530,14 +1604,19 @@ static void probe(void)
     if (net && *net && strcmp(net, "cell") != 0 && strcmp(net, "fresh") != 0)
         status_add("RHIZOS_SANDBOX_NET=%s is not cell or fresh; each step "
                    "gets a fresh network namespace", net);
-    if (root && !(want && strcmp(want, "bwrap") == 0) && uid_range() == 0) {
-        sb.ok = try_helper();
+    if (helper && uid_range() == 0) {
+        sb.ok = try_helper(&cg, early);
         sb.helper = sb.ok;
+        nudge_end(!sb.ok);
         if (sb.ok)
             return;
         cells_drop_idle();   /* the one made ahead, if it was */
         status_add("%s", "the sandbox helper cannot start here; using "
                    "bubblewrap");
+    } else {
+        rz__sbx_started(&cg);
+        ahead_drop(&cg);
+        nudge_end(true);
     }
     probe_bwrap(root);
 }
