@@ -691,7 +691,8 @@ void rz__sbx_helper_cell_end(int zsock, pid_t *spare)
 
 /* A step's go socket. The step's init says hello on it first thing (the
  * kernel stamps the message with the init's pid as the runner sees it)
- * and execs nothing until the runner sends 'g', which it does only once
+ * and execs nothing of the step (only the sandbox's check, `true`, which
+ * ends with it) until the runner sends 'g', which it does only once
  * it holds the step's pid: so a step whose start answer was lost (its
  * starter died after the clone) never runs, with or without cgroups, and
  * the runner can find its init, kill and reap it, and start the step
@@ -2084,23 +2085,40 @@ void rz__sbx_test_check_exe(const char *exe)
 }
 
 /* The sandbox's check (rz__sbx_launch): `true` started as the step would
- * be (its uid, limits, filter, folder), in the step's sandbox. The copy
- * of the bounding set's flag is this init's again after (the check's
- * process shares our memory, and the step drops its own set). */
-static bool check_passes(const step *s, const rz__sbx_tmpl *t)
+ * be (its uid, limits, filter), in the step's namespaces and cgroups,
+ * while this init makes the step's own mounts (it runs in "/", its stdio
+ * /dev/null: nothing of the step's). Nothing of the step runs before its
+ * end is read (check_passes). The copy of the bounding set's flag is this
+ * init's again after (the check's process shares our memory, and the
+ * step drops its own set). */
+static pid_t check_pid = -1;
+
+static void check_start(const step *s, const rz__sbx_tmpl *t)
 {
     char *argv[] = { "true", NULL }, *envp[] = { NULL };
+    int null = checking ? open("/dev/null", O_RDWR | O_CLOEXEC) : -1;
+    if (null < 0)
+        return;   /* checking, check_passes says it failed */
     step chk = *s;
     chk.exe = check_prog;
     chk.argv = argv;
     chk.envp = envp;
+    chk.scratch = "/";
+    for (int i = FD_IN; i <= FD_ERR && i < chk.n_fds; i++)
+        chk.fds[i] = null;
     bool bset = bset_empty;
-    pid_t pid = spawn_step(&chk, t);
+    check_pid = spawn_step(&chk, t);
     bset_empty = bset;
+    close(null);
+}
+
+static bool check_passes(void)
+{
     int status = -1;
-    while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    while (check_pid > 0 && waitpid(check_pid, &status, 0) < 0 &&
+           errno == EINTR)
         ;
-    return pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    return check_pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 static void on_chld(int sig)
@@ -2200,7 +2218,10 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
     /* Its cgroups are its root: /proc/self/cgroup names no host path. */
     if (unshare(CLONE_NEWCGROUP) != 0)
         fail_to(ep);
-    if (common_mounts(s->h.scratch_mb) != 0 || step_mounts(s) != 0)
+    if (common_mounts(s->h.scratch_mb) != 0)
+        fail_to(ep);
+    check_start(s, t);
+    if (step_mounts(s) != 0)
         fail_to(ep);
     step_run(s, t, life);
 }
@@ -2218,9 +2239,9 @@ static _Noreturn void step_run(const step *s, const rz__sbx_tmpl *t,
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_chld;
     sigaction(SIGCHLD, &sa, NULL);
-    /* Nothing runs until the runner holds our pid (send_once). Its end
-     * closed with our hello unread reports ECONNRESET once, before the
-     * 'g' queued ahead of it. */
+    /* Nothing of the step runs until the runner holds our pid
+     * (send_once). Its end closed with our hello unread reports
+     * ECONNRESET once, before the 'g' queued ahead of it. */
     char c = 0;
     ssize_t got;
     while ((got = read(go, &c, 1)) < 0 &&
@@ -2228,7 +2249,7 @@ static _Noreturn void step_run(const step *s, const rz__sbx_tmpl *t,
         ;
     if (got != 1 || c != 'g')
         _exit(128 + SIGKILL);
-    if (checking && !check_passes(s, t))
+    if (checking && !check_passes())
         fail_to(ep);
     checking = false;
     pid_t leader = spawn_step(s, t);
@@ -2358,6 +2379,7 @@ static _Noreturn void spare_main(int s, int sp, int life, int net,
         (umount2("/tmp", MNT_DETACH) != 0 ||
          tmpfs_at("/tmp", st.h.scratch_mb, "1777", 0) != 0))
         fail_to(ep);
+    check_start(&st, &tmpl);
     if (step_mounts(&st) != 0)
         fail_to(ep);
     step_run(&st, &tmpl, life);

@@ -14,8 +14,9 @@
  * If the helper dies, the next spawn restarts it once; if that fails the
  * spawn fails with the reason. A step never runs unsandboxed for it.
  *
- * Crash story: a step's init execs nothing until the runner, holding the
- * step's pid, says go on the step's go socket. The process that cloned it
+ * Crash story: a step's init execs nothing of the step (only the
+ * sandbox's check, `true`, which ends with it) until the runner, holding
+ * the step's pid, says go on the step's go socket. The process that cloned it
  * dying before its answer (the helper, a cell's process killed for
  * memory) leaves an init that never runs the step: the runner finds it by
  * the credentials on its hello, kills and reaps it, and sends the step
@@ -67,9 +68,10 @@ typedef struct rz__sbx_launch {
     bool limit_as, limit_cpu;
     const int *cg_procs;       /* cgroup.procs the step joins */
     size_t n_cg;
-    /* The sandbox's check first: the step's init, its mounts made, runs
-     * `true` (rz__sbx_check_exe) in the step's sandbox as the step would
-     * run, and starts the step only if that exits 0. Otherwise, or if
+    /* The sandbox's check first: the step's init runs `true`
+     * (rz__sbx_check_exe) in the step's namespaces and cgroups as the
+     * step would run (uid, limits, filter) while it makes the step's
+     * mounts, and starts the step only if that exits 0. Otherwise, or if
      * anything of the sandbox failed before, the error pipe says
      * RZ__SBX_CHECK_FAILED, nothing of the step having run. */
     bool check;
