@@ -100,9 +100,12 @@ static const char *const cg_names[] = { "memory", "pids", "cpu" };
 
 static struct {
     char *bwrap;
-    int ok;                   /* bwrap runs with the options below */
+    /* ok and helper change after the probe only when a failed check lets
+     * the helper go (rz__sbx_check_failed), maybe beside another thread's
+     * step start. */
+    atomic_int ok;            /* bwrap runs with the options below */
     bool inner_uid;           /* host is root: --uid/--gid 65534 inside */
-    bool helper;              /* steps start through sandbox_helper.c */
+    atomic_bool helper;       /* steps start through sandbox_helper.c */
     bool new_opts;            /* --disable-userns, --size (bwrap >= 0.8) */
     char **etc;               /* allow-listed /etc entries that exist */
     size_t n_etc;
@@ -1552,25 +1555,27 @@ static void nudge_end(bool wait)
 
 static void cells_drop_idle(void);
 
-/* bwrap 0.8's options first; then without them (older bwrap: seccomp
- * still refuses user namespaces). */
-static void probe_bwrap(bool root)
+/* Whether bwrap works here: 0.8's options first; then without them
+ * (older bwrap: seccomp still refuses user namespaces). */
+static bool probe_bwrap(bool root)
 {
     if (!sb.bwrap) {
         status_add("%s", "bubblewrap not found");
-        return;
+        return false;
     }
     sb.inner_uid = root;
-    for (int n = 1; n >= 0 && !sb.ok; n--) {
+    bool ok = false;
+    for (int n = 1; n >= 0 && !ok; n--) {
         sb.new_opts = n;
-        sb.ok = try_bwrap();
+        ok = try_bwrap();
     }
-    if (!sb.ok)
+    if (!ok)
         status_add("%s", "bubblewrap cannot create a sandbox here (no user "
                    "namespaces?)");
     else if (!sb.new_opts)
         status_add("%s", "bubblewrap older than 0.8: no --disable-userns, "
                    "no tmpfs size limits (seccomp refuses user namespaces)");
+    return ok;
 }
 
 static void probe(void)
@@ -1618,7 +1623,7 @@ static void probe(void)
         ahead_drop(&cg);
         nudge_end(true);
     }
-    probe_bwrap(root);
+    sb.ok = probe_bwrap(root);
 }
 
 /* ---- the helper's check ----
@@ -1675,12 +1680,14 @@ void rz__sbx_check_failed(void)
         if (helper_works()) {
             atomic_store(&helper_checked, true);
         } else {
-            sb.ok = 0;
-            sb.helper = false;
-            cells_drop_idle();
+            /* Steps started meanwhile still go to the helper (and fail
+             * their check): bwrap's options are set before it is used. */
             status_add("%s", "the sandbox helper cannot start here; using "
                        "bubblewrap");
-            probe_bwrap(geteuid() == 0);
+            if (!probe_bwrap(geteuid() == 0))
+                sb.ok = 0;
+            sb.helper = false;
+            cells_drop_idle();
             atomic_fetch_add(&sbx_changes, 1);
         }
     }

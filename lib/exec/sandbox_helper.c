@@ -2072,16 +2072,17 @@ static pid_t spawn_step(const step *s, const rz__sbx_tmpl *t)
                  &a);
 }
 
-static const char *check_prog = "/bin/true";
+static const char *check_prog = "/bin/true", *alone_prog = "/bin/true";
 
 const char *rz__sbx_check_exe(void)
 {
-    return check_prog;
+    return alone_prog;
 }
 
-void rz__sbx_test_check_exe(const char *exe)
+void rz__sbx_test_check_exe(const char *in_step, const char *alone)
 {
-    check_prog = exe ? exe : "/bin/true";
+    check_prog = in_step ? in_step : "/bin/true";
+    alone_prog = alone ? alone : "/bin/true";
 }
 
 /* The sandbox's check (rz__sbx_launch): `true` started as the step would

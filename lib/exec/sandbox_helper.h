@@ -151,10 +151,12 @@ RZ_HIDDEN void rz__sbx_test_die_before_root(bool on);
  * program (rz__sbx_program): they go on as the runner's copy, as where
  * the exec is refused. */
 RZ_HIDDEN void rz__sbx_test_no_program(bool on);
-/* The check's program (rz__sbx_launch): "/bin/true". Tests only: another
- * (set before the helper starts; its processes are forks of ours). */
+/* The check's program (rz__sbx_launch): "/bin/true"; rz__sbx_check_exe
+ * gives it for the helper's own step (sandbox.c). Tests only: others,
+ * one for the check in a step, one for that step (NULL: "/bin/true"; set
+ * before the helper starts: its processes are forks of ours). */
 RZ_HIDDEN const char *rz__sbx_check_exe(void);
-RZ_HIDDEN void rz__sbx_test_check_exe(const char *exe);
+RZ_HIDDEN void rz__sbx_test_check_exe(const char *in_step, const char *alone);
 /* The helper's pid, -1 when none runs (for tests). */
 RZ_HIDDEN pid_t rz__sbx_helper_pid(void);
 

@@ -235,7 +235,7 @@ static void test_failed_check_runs_nothing(void **state)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        rz__sbx_test_check_exe("/bin/false");   /* before the helper */
+        rz__sbx_test_check_exe("/bin/false", NULL);   /* before the helper */
         uint32_t first = 0, count = 0;
         rz__sbx_uid_range(&first, &count);
         if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0 || !count)
@@ -256,6 +256,44 @@ static void test_failed_check_runs_nothing(void **state)
     assert_int_equal(code, EXITED);
 }
 
+/* A step through rz_proc_spawn in a child whose check runs `in_step` in
+ * the step and `alone` in the helper's own step: `sh -c cat` of a small
+ * document, given again if the step is started again. EXITED when it
+ * printed it once and the sandbox's status says `said` (NULL: nothing of
+ * the helper), after `changes` changes. */
+static int check_child(const char *in_step, const char *alone,
+                       const char *said, unsigned changes)
+{
+    rz__sbx_test_check_exe(in_step, alone);
+    if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0)
+        return SKIPPED;
+    if (rz__sbx_changes() != 0)
+        return 3;
+    static const char in[] = "{\"a\":1}";
+    const char *const argv[] = { "sh", "-c", "cat", NULL };
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    o.argv = argv;
+    o.input = in;
+    o.input_len = sizeof in - 1;
+    rz_proc *p = NULL;
+    if (rz_proc_spawn(&p, &o) != RZ_OK)
+        return 4;
+    int r = 0;
+    while (r == 0)
+        r = rz_proc_poll(p, 100);
+    const char *st = rz_sandbox_status(), *outs = rz_proc_outputs(p);
+    bool ok = r == 1 && rz_proc_exit_code(p) == 0 && outs &&
+              strcmp(outs, in) == 0 && rz__sbx_changes() == changes &&
+              (said ? st && strstr(st, said)
+                    : !st || !strstr(st, "helper"));
+    if (!ok)
+        fprintf(stderr, "exit %d, outputs %s, status %s\n",
+                rz_proc_exit_code(p), outs ? outs : "-", st ? st : "-");
+    rz_proc_free(p);
+    return ok ? EXITED : 5;
+}
+
 /* The first step's check fails and so does the probe's own step through
  * the helper: the helper is let go as when it cannot start, and the step,
  * unstarted, runs once through what the probe then finds (bubblewrap
@@ -268,34 +306,29 @@ static void test_failed_check_lets_the_helper_go(void **state)
     fflush(NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(check_child("/bin/false", "/bin/false",
+                          "the sandbox helper cannot start here", 1));
+    int code = child_code(pid);
+    if (code == SKIPPED)
+        skip();
+    assert_int_equal(code, EXITED);
+}
+
+/* The first step's check fails but the helper's own step runs: the step's
+ * own sandbox failed it (its limits, say), the helper is kept, and the
+ * step is started again in it without a check, once. */
+static void test_failed_check_keeps_a_working_helper(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
     if (pid == 0) {
-        rz__sbx_test_check_exe("/bin/false");
-        if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0)
-            _exit(SKIPPED);
-        if (rz__sbx_changes() != 0)
-            _exit(3);
-        static const char in[] = "{\"a\":1}";
-        const char *const argv[] = { "sh", "-c", "cat", NULL };
-        rz_proc_opts o = RZ_PROC_OPTS_INIT;
-        o.sandbox = 1;
-        o.argv = argv;
-        o.input = in;
-        o.input_len = sizeof in - 1;
-        rz_proc *p = NULL;
-        if (rz_proc_spawn(&p, &o) != RZ_OK)
-            _exit(4);
-        int r = 0;
-        while (r == 0)
-            r = rz_proc_poll(p, 100);
-        const char *st = rz_sandbox_status(), *outs = rz_proc_outputs(p);
-        bool ok = r == 1 && rz_proc_exit_code(p) == 0 && outs &&
-                  strcmp(outs, in) == 0 && rz__sbx_changes() == 1 && st &&
-                  strstr(st, "the sandbox helper cannot start here");
-        if (!ok)
-            fprintf(stderr, "exit %d, outputs %s, status %s\n",
-                    rz_proc_exit_code(p), outs ? outs : "-", st ? st : "-");
-        rz_proc_free(p);
-        _exit(ok ? EXITED : 5);
+        int code = check_child("/bin/false", NULL, NULL, 0);
+        _exit(code == EXITED && rz__sbx_check_wanted() ? 6 : code);
     }
     int code = child_code(pid);
     if (code == SKIPPED)
@@ -452,6 +485,7 @@ int main(void)
         cmocka_unit_test(test_probe_makes_no_folder),
         cmocka_unit_test(test_failed_check_runs_nothing),
         cmocka_unit_test(test_failed_check_lets_the_helper_go),
+        cmocka_unit_test(test_failed_check_keeps_a_working_helper),
         cmocka_unit_test(test_first_record_before_the_probe_ends),
         cmocka_unit_test(test_first_cell_joins_before_the_root),
     };
