@@ -1499,32 +1499,34 @@ static bool try_helper(rz__sbx *cg, bool early)
  * for what is left of it. So as soon as the first cell's cgroups exist,
  * a throw-away process moves itself into the cgroup it is already in
  * (which changes nothing), ~3 ms before the helper is forked and its
- * zygote moves. It shares our memory (no copy) and is started from a
- * thread of its own (vfork: the thread waits for it, so the process's
- * errno it may write is that thread's alone); exit kills that thread and
- * does not wait for the process. Nothing relies on it: without it the
- * zygote's own move waits for the whole grace period. */
+ * zygote moves. It is forked by a thread of its own, which reaps it;
+ * exit ends that thread and does not wait for the process (a thread
+ * moving itself would hold exit for its grace period). Nothing relies on
+ * it: without it the zygote's own move waits for the whole grace
+ * period. */
 
 static pthread_t nudge_thread;
 static bool nudging;
 
-static int nudge_move(void *path)
+/* In a copy of our memory, forked by a system call of its own (no atfork
+ * handler runs); system calls only from then on. */
+static void nudge_move(const char *path)
 {
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    long fd = syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC);
     if (fd >= 0)
-        (void)!write(fd, "0", 1);
-    _exit(0);
+        (void)!syscall(SYS_write, fd, "0", 1);
+    syscall(SYS_exit, 0);
 }
 
 static void *nudge_main(void *path)
 {
-    char stack[16384] __attribute__((aligned(16)));
     sigset_t all;
     sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, NULL);   /* none for its copies */
-    int pid = clone(nudge_move, stack + sizeof stack,
-                    CLONE_VM | CLONE_VFORK | SIGCHLD, path);
-    while (pid > 0 && waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+    pthread_sigmask(SIG_SETMASK, &all, NULL);   /* none for its copy */
+    long pid = syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid == 0)
+        nudge_move(path);
+    while (pid > 0 && waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR)
         ;
     free(path);
     return NULL;
