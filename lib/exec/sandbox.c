@@ -1499,7 +1499,8 @@ static bool try_helper(rz__sbx *cg, bool early)
  * for what is left of it. So as soon as the first cell's cgroups exist,
  * a throw-away process moves itself into the cgroup it is already in
  * (which changes nothing), ~3 ms before the helper is forked and its
- * zygote moves. It is forked by a thread of its own, which reaps it;
+ * zygote moves. It shares our memory (no copy of it is made) and is
+ * started by a thread of its own that waits for it (vfork) and reaps it;
  * exit ends that thread and does not wait for the process (a thread
  * moving itself would hold exit for its grace period). Nothing relies on
  * it: without it the zygote's own move waits for the whole grace
@@ -1508,25 +1509,27 @@ static bool try_helper(rz__sbx *cg, bool early)
 static pthread_t nudge_thread;
 static bool nudging;
 
-/* In a copy of our memory, forked by a system call of its own (no atfork
- * handler runs); system calls only from then on. */
-static void nudge_move(const char *path)
+/* System calls only: this process shares our memory (and the calling
+ * thread's, which waits meanwhile), so no libc or sanitizer hook may run
+ * in it (an exit hook that checks for leaks would scan it as ours). */
+static int nudge_move(void *path)
 {
     long fd = syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC);
     if (fd >= 0)
         (void)!syscall(SYS_write, fd, "0", 1);
     syscall(SYS_exit, 0);
+    return 0;
 }
 
 static void *nudge_main(void *path)
 {
+    char stack[16384] __attribute__((aligned(16)));
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, NULL);   /* none for its copy */
-    long pid = syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
-    if (pid == 0)
-        nudge_move(path);
-    while (pid > 0 && waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR)
+    int pid = clone(nudge_move, stack + sizeof stack,
+                    CLONE_VM | CLONE_VFORK | SIGCHLD, path);
+    while (pid > 0 && waitpid(pid, NULL, 0) < 0 && errno == EINTR)
         ;
     free(path);
     return NULL;
