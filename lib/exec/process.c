@@ -655,7 +655,7 @@ static int helper_start(rz_proc *p, const launch *l, const int stdio[3],
         .cpu = l->cpu, .limit_as = l->limit_as,
         .limit_cpu = l->limit_cpu, .out_cap = p->max_output,
         .file_cap = p->file_cap, .files_cap = p->files_cap,
-        .check = rz__sbx_check_wanted(),
+        .check_exe = rz__sbx_check_exe(),
     };
     int rc = rz__sbx_spawn(pid, &p->sbx, &sl, stdio, ep[1]);
     if (rc == RZ_OK)
@@ -669,7 +669,7 @@ static int helper_start(rz_proc *p, const launch *l, const int stdio[3],
     if (n <= 0)
         *child_errno = 0;
     close(ep[0]);
-    if (rc == RZ_OK && sl.check && *child_errno != RZ__SBX_CHECK_FAILED)
+    if (rc == RZ_OK && sl.check_exe && *child_errno != RZ__SBX_CHECK_FAILED)
         rz__sbx_check_passed();
     return rc;
 }

@@ -1328,6 +1328,10 @@ static void cell_finish(rz__sbx *s, rz__sbx_report *r)
 
 /* ---- the probe ---- */
 
+/* The sandbox check's programs (see "the helper's check"): in a step's
+ * sandbox, and in the helper's own step; tests set others. */
+static const char *check_in_step = "/bin/true", *check_alone = "/bin/true";
+
 /* rz__sbx_test_probe_hold (tests only): where the probe stops once. */
 static int hold_where, hold_note = -1, hold_fd = -1;
 
@@ -1451,7 +1455,7 @@ static bool probe_step(uint32_t uid, const char *dir)
         memset(&l, 0, sizeof l);
         l.scratch = dir;
         l.uid = uid;
-        l.exe = rz__sbx_check_exe();
+        l.exe = check_alone;
         l.argv = argv;
         l.envp = envp;
         l.fsize.rlim_cur = l.fsize.rlim_max = RLIM_INFINITY;
@@ -1650,9 +1654,15 @@ static atomic_bool helper_checked;
 static atomic_uint sbx_changes;
 static pthread_mutex_t check_mu = PTHREAD_MUTEX_INITIALIZER;
 
-bool rz__sbx_check_wanted(void)
+void rz__sbx_test_check_exe(const char *in_step, const char *alone)
 {
-    return !atomic_load(&helper_checked);
+    check_in_step = in_step ? in_step : "/bin/true";
+    check_alone = alone ? alone : "/bin/true";
+}
+
+const char *rz__sbx_check_exe(void)
+{
+    return atomic_load(&helper_checked) ? NULL : check_in_step;
 }
 
 void rz__sbx_check_passed(void)

@@ -116,15 +116,19 @@ RZ_HIDDEN int rz__sbx_available(void);
  * on once a byte can be read from `hold` or it ends. */
 #define RZ__SBX_HOLD_WAITING 2   /* waiting for the helper's root */
 RZ_HIDDEN void rz__sbx_test_probe_hold(int where, int note, int hold);
-/* Helper mode: the next step asks for the sandbox's check (see "the
- * helper's check" in sandbox.c and rz__sbx_launch): none has passed yet.
- * rz__sbx_check_passed: one has (the error pipe said anything but
+/* Helper mode: the program of the sandbox's check the next step asks for
+ * (see "the helper's check" in sandbox.c and rz__sbx_launch), or NULL
+ * once one has passed. rz__sbx_check_passed: one has (the error pipe said
+ * anything but
  * RZ__SBX_CHECK_FAILED). rz__sbx_check_failed: one failed (its step
  * unstarted, its cell given back): the helper's own step decides whether
  * the helper is kept or let go for bubblewrap; either way the step is to
  * be prepared again. rz__sbx_changes: how many times what the probe found
  * changed so (0 at first). */
-RZ_HIDDEN bool rz__sbx_check_wanted(void);
+RZ_HIDDEN const char *rz__sbx_check_exe(void);
+/* Tests only: the check's program in a step's sandbox, and in the
+ * helper's own step (NULL: "/bin/true"). */
+RZ_HIDDEN void rz__sbx_test_check_exe(const char *in_step, const char *alone);
 RZ_HIDDEN void rz__sbx_check_passed(void);
 RZ_HIDDEN void rz__sbx_check_failed(void);
 RZ_HIDDEN unsigned rz__sbx_changes(void);

@@ -418,13 +418,15 @@ static int write_request(const rz__sbx_launch *l, const binds *b)
     h.cpu = l->cpu;
     h.limit_as = l->limit_as;
     h.limit_cpu = l->limit_cpu;
-    h.check = l->check;
+    h.check = l->check_exe != NULL;
     h.out_cap = l->out_cap;
     h.file_cap = l->file_cap;
     h.files_cap = l->files_cap;
     const char *out = l->output_path ? l->output_path : "";
+    const char *check = l->check_exe ? l->check_exe : "";
     size_t n = vec_len(l->argv, &h.argc) + vec_len(l->envp, &h.envc);
     n += strlen(l->scratch) + strlen(l->exe) + strlen(out) + 3;
+    n += strlen(check) + 1;
     for (size_t i = 0; i < b->n; i++)
         n += strlen(b->target[i]) + 1;
     if (n > MAX_REQ_BYTES)
@@ -438,6 +440,7 @@ static int write_request(const rz__sbx_launch *l, const binds *b)
     put_str(&at, l->scratch);
     put_str(&at, l->exe);
     put_str(&at, out);
+    put_str(&at, check);
     for (uint32_t i = 0; i < h.argc; i++)
         put_str(&at, l->argv[i]);
     for (uint32_t i = 0; i < h.envc; i++)
@@ -1149,7 +1152,7 @@ static int build_root(const rz__sbx_tmpl *t)
 typedef struct step {
     req_hdr h;
     char *buf;
-    const char *scratch, *exe, *out;
+    const char *scratch, *exe, *out, *check;
     char **argv, **envp;
     const char *bind[MAX_BINDS];
     int fds[MAX_FDS];
@@ -1196,7 +1199,8 @@ static int parse_step(step *s)
         return -1;
     char *at = s->buf + sizeof s->h, *end = s->buf + len;
     if (!(s->scratch = next_str(&at, end)) || !(s->exe = next_str(&at, end)) ||
-        !(s->out = next_str(&at, end)))
+        !(s->out = next_str(&at, end)) || !(s->check = next_str(&at, end)) ||
+        (s->h.check && s->check[0] != '/'))
         return -1;
     s->argv = calloc(s->h.argc + 1, sizeof *s->argv);
     s->envp = calloc(s->h.envc + 1, sizeof *s->envp);
@@ -2072,20 +2076,7 @@ static pid_t spawn_step(const step *s, const rz__sbx_tmpl *t)
                  &a);
 }
 
-static const char *check_prog = "/bin/true", *alone_prog = "/bin/true";
-
-const char *rz__sbx_check_exe(void)
-{
-    return alone_prog;
-}
-
-void rz__sbx_test_check_exe(const char *in_step, const char *alone)
-{
-    check_prog = in_step ? in_step : "/bin/true";
-    alone_prog = alone ? alone : "/bin/true";
-}
-
-/* The sandbox's check (rz__sbx_launch): `true` started as the step would
+/* The sandbox's check (rz__sbx_launch): its program started as the step would
  * be (its uid, limits, filter), in the step's namespaces and cgroups,
  * while this init makes the step's own mounts (it runs in "/", its stdio
  * /dev/null: nothing of the step's). Nothing of the step runs before its
@@ -2101,7 +2092,7 @@ static void check_start(const step *s, const rz__sbx_tmpl *t)
     if (null < 0)
         return;   /* checking, check_passes says it failed */
     step chk = *s;
-    chk.exe = check_prog;
+    chk.exe = s->check;
     chk.argv = argv;
     chk.envp = envp;
     chk.scratch = "/";

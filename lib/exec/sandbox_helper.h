@@ -68,13 +68,13 @@ typedef struct rz__sbx_launch {
     bool limit_as, limit_cpu;
     const int *cg_procs;       /* cgroup.procs the step joins */
     size_t n_cg;
-    /* The sandbox's check first: the step's init runs `true`
-     * (rz__sbx_check_exe) in the step's namespaces and cgroups as the
-     * step would run (uid, limits, filter) while it makes the step's
-     * mounts, and starts the step only if that exits 0. Otherwise, or if
-     * anything of the sandbox failed before, the error pipe says
-     * RZ__SBX_CHECK_FAILED, nothing of the step having run. */
-    bool check;
+    /* The sandbox's check first (NULL: none): the step's init runs this
+     * program ("/bin/true"), no arguments, in the step's namespaces and
+     * cgroups as the step would run (uid, limits, filter) while it makes
+     * the step's mounts, and starts the step only if that exits 0.
+     * Otherwise, or if anything of the sandbox failed before, the error
+     * pipe says RZ__SBX_CHECK_FAILED, nothing of the step having run. */
+    const char *check_exe;
 } rz__sbx_launch;
 
 /* What the error pipe says when a step's check (above) failed. */
@@ -151,12 +151,6 @@ RZ_HIDDEN void rz__sbx_test_die_before_root(bool on);
  * program (rz__sbx_program): they go on as the runner's copy, as where
  * the exec is refused. */
 RZ_HIDDEN void rz__sbx_test_no_program(bool on);
-/* The check's program (rz__sbx_launch): "/bin/true"; rz__sbx_check_exe
- * gives it for the helper's own step (sandbox.c). Tests only: others,
- * one for the check in a step, one for that step (NULL: "/bin/true"; set
- * before the helper starts: its processes are forks of ours). */
-RZ_HIDDEN const char *rz__sbx_check_exe(void);
-RZ_HIDDEN void rz__sbx_test_check_exe(const char *in_step, const char *alone);
 /* The helper's pid, -1 when none runs (for tests). */
 RZ_HIDDEN pid_t rz__sbx_helper_pid(void);
 

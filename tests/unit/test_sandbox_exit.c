@@ -180,8 +180,9 @@ static void test_probe_makes_no_folder(void **state)
     assert_int_equal(code, EXITED);
 }
 
-/* A step through the helper itself as `uid`, `sh -c 'echo ran'`, with or
- * without the check: what its error pipe said, what it printed. */
+/* A step through the helper itself as `uid`, `sh -c 'echo ran'`, with a
+ * check that fails (/bin/false) or none: what its error pipe said, what
+ * it printed. */
 static int helper_step(uint32_t uid, bool check, char *out, size_t cap)
 {
     char dir[] = "/tmp/rz-test-check-XXXXXX";
@@ -199,7 +200,7 @@ static int helper_step(uint32_t uid, bool check, char *out, size_t cap)
     l.envp = envp;
     l.fsize.rlim_cur = l.fsize.rlim_max = RLIM_INFINITY;
     l.nofile.rlim_cur = l.nofile.rlim_max = 64;
-    l.check = check;
+    l.check_exe = check ? "/bin/false" : NULL;
     int stdio[3] = { null, o[1], null };
     pid_t pid = -1;
     char why[256];
@@ -236,7 +237,6 @@ static void test_failed_check_runs_nothing(void **state)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        rz__sbx_test_check_exe("/bin/false", NULL);   /* before the helper */
         uint32_t first = 0, count = 0;
         rz__sbx_uid_range(&first, &count);
         if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0 || !count)
@@ -329,7 +329,7 @@ static void test_failed_check_keeps_a_working_helper(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         int code = check_child("/bin/false", NULL, NULL, 0);
-        _exit(code == EXITED && rz__sbx_check_wanted() ? 6 : code);
+        _exit(code == EXITED && rz__sbx_check_exe() ? 6 : code);
     }
     int code = child_code(pid);
     if (code == SKIPPED)
