@@ -119,12 +119,11 @@ RZ_HIDDEN void rz__sbx_test_probe_hold(int where, int note, int hold);
 /* Helper mode: the program of the sandbox's check the next step asks for
  * (see "the helper's check" in sandbox.c and rz__sbx_launch), or NULL
  * once one has passed. rz__sbx_check_passed: one has (the error pipe said
- * anything but
- * RZ__SBX_CHECK_FAILED). rz__sbx_check_failed: one failed (its step
- * unstarted, its cell given back): the helper's own step decides whether
- * the helper is kept or let go for bubblewrap; either way the step is to
- * be prepared again. rz__sbx_changes: how many times what the probe found
- * changed so (0 at first). */
+ * anything but RZ__SBX_CHECK_FAILED). rz__sbx_check_failed: one failed
+ * (its step unstarted, its cell given back): the helper's own step
+ * decides whether the helper is kept or let go for bubblewrap; either way
+ * the step is to be prepared again. rz__sbx_changes: how many times what
+ * the probe found changed so (0 at first). */
 RZ_HIDDEN const char *rz__sbx_check_exe(void);
 /* Tests only: the check's program in a step's sandbox, and in the
  * helper's own step (NULL: "/bin/true"). */

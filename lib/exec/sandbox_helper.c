@@ -2076,8 +2076,8 @@ static pid_t spawn_step(const step *s, const rz__sbx_tmpl *t)
                  &a);
 }
 
-/* The sandbox's check (rz__sbx_launch): its program started as the step would
- * be (its uid, limits, filter), in the step's namespaces and cgroups,
+/* The sandbox's check (rz__sbx_launch): its program started as the step
+ * would be (its uid, limits, filter), in the step's namespaces and cgroups,
  * while this init makes the step's own mounts (it runs in "/", its stdio
  * /dev/null: nothing of the step's). Nothing of the step runs before its
  * end is read (check_passes). The copy of the bounding set's flag is this

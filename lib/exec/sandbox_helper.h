@@ -16,8 +16,8 @@
  *
  * Crash story: a step's init execs nothing of the step (only the
  * sandbox's check, `true`, which ends with it) until the runner, holding
- * the step's pid, says go on the step's go socket. The process that cloned it
- * dying before its answer (the helper, a cell's process killed for
+ * the step's pid, says go on the step's go socket. The process that
+ * cloned it dying before its answer (the helper, a cell's process killed for
  * memory) leaves an init that never runs the step: the runner finds it by
  * the credentials on its hello, kills and reaps it, and sends the step
  * again. A cell's spare init (the next step's, made ahead) gets the step
