@@ -908,16 +908,26 @@ static int cg_remove(const char *dir)
 /* A runner killed before its steps ended (kill -9) leaves their cgroups
  * behind, named rz-PID-SEQ: remove those of processes that are gone, so
  * they neither pile up nor collide with a later process given that PID. */
+/* The pid in a folder name of ours: a cell's rz-PID-SEQ, or can_nest's
+ * rz-probe-PID (left when exit cut a probe short there); 0 if neither. */
+static long cg_maker(const char *name)
+{
+    long pid;
+    unsigned seq;
+    char end;
+    if (sscanf(name, "rz-%ld-%u%c", &pid, &seq, &end) == 2 ||
+        sscanf(name, "rz-probe-%ld%c", &pid, &end) == 1)
+        return pid;
+    return 0;
+}
+
 static void cg_sweep(const char *base)
 {
     DIR *d = opendir(base);
     struct dirent *e;
     while (d && (e = readdir(d))) {
-        long pid;
-        unsigned seq;
-        char end;
-        if (sscanf(e->d_name, "rz-%ld-%u%c", &pid, &seq, &end) != 2 ||
-            pid <= 0 || pid == (long)getpid() ||
+        long pid = cg_maker(e->d_name);
+        if (pid <= 0 || pid == (long)getpid() ||
             kill((pid_t)pid, 0) == 0 || errno != ESRCH)
             continue;   /* not ours, or its process lives */
         char *dir = rz__asprintf("%s/%s", base, e->d_name);

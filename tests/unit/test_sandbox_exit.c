@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -173,6 +174,63 @@ static void test_probe_makes_no_folder(void **state)
             fprintf(stderr, "made in /tmp: %s\n",
                     ((struct inotify_event *)buf)->name);
         _exit(n > 0 ? 3 : EXITED);
+    }
+    int code = child_code(pid);
+    if (code == SKIPPED)
+        skip();
+    assert_int_equal(code, EXITED);
+}
+
+/* This process's cgroup folder in the pids hierarchy (v1) or the unified
+ * one (v2), under /sys/fs/cgroup; false if neither is found. */
+static bool own_cgroup_dir(char *out, size_t cap)
+{
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    char line[512];
+    bool found = false;
+    while (f && !found && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *pids = strstr(line, ":pids:");
+        if (pids)
+            found = snprintf(out, cap, "/sys/fs/cgroup/pids%s",
+                             strcmp(pids + 6, "/") ? pids + 6 : "") < (int)cap;
+        else if (strncmp(line, "0::", 3) == 0)
+            found = snprintf(out, cap, "/sys/fs/cgroup%s",
+                             strcmp(line + 3, "/") ? line + 3 : "") < (int)cap;
+    }
+    if (f)
+        fclose(f);
+    return found;
+}
+
+/* A probe cut short by exit while it tried whether it may make cgroups
+ * leaves its trial folder (rz-probe-PID); the next probe removes it once
+ * that process is gone. */
+static void test_probe_sweeps_a_dead_probes_cgroup(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char base[256], dir[320];
+        pid_t gone = fork();
+        if (gone == 0)
+            _exit(0);
+        while (gone > 0 && waitpid(gone, NULL, 0) < 0 && errno == EINTR)
+            ;
+        if (gone < 0 || !own_cgroup_dir(base, sizeof base))
+            _exit(SKIPPED);
+        snprintf(dir, sizeof dir, "%s/rz-probe-%ld", base, (long)gone);
+        if (mkdir(dir, 0755) != 0)
+            _exit(SKIPPED);
+        (void)rz_sandbox_available();
+        bool left = access(dir, F_OK) == 0;
+        if (left)
+            rmdir(dir);
+        _exit(left ? 3 : EXITED);
     }
     int code = child_code(pid);
     if (code == SKIPPED)
@@ -498,6 +556,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exit_cuts_short_a_probe_that_waits),
         cmocka_unit_test(test_probe_makes_no_folder),
+        cmocka_unit_test(test_probe_sweeps_a_dead_probes_cgroup),
         cmocka_unit_test(test_failed_check_runs_nothing),
         cmocka_unit_test(test_failed_check_lets_the_helper_go),
         cmocka_unit_test(test_failed_check_keeps_a_working_helper),
