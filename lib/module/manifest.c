@@ -724,6 +724,8 @@ static void free_ports(rz__port *p, size_t n)
     free(p);
 }
 
+static void module_canon_free(rz_module *m);
+
 void rz__module_free(rz_module *m)
 {
     if (!m)
@@ -736,6 +738,7 @@ void rz__module_free(rz_module *m)
     free(m->origin);
     free(m->publisher);
     rz_schema_free(m->schema_cache);
+    module_canon_free(m);
     cJSON_Delete(m->manifest);
     free_ports(m->inputs, m->n_inputs);
     free_ports(m->outputs, m->n_outputs);
@@ -857,6 +860,54 @@ int rz__manifest_canonical(const cJSON *manifest, char **out)
     return RZ_OK;
 }
 
+/* The module's canonical manifest (keys sorted at every level) and its
+ * SHA-256: the manifest is not changed after the load, so both are made
+ * once and shared by every caller and thread. */
+typedef struct rz__module_canon {
+    char *json;
+    char hex[65];
+} rz__module_canon;
+
+static const rz__module_canon *module_canon(const rz_module *m)
+{
+    void **slot = &((rz_module *)m)->canon_cache;
+    rz__module_canon *c = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    if (c)
+        return c;
+    cJSON *copy = cJSON_Duplicate(m->manifest, true);
+    char *s = NULL;
+    if (copy && sort_keys(copy) == RZ_OK)
+        s = cJSON_PrintUnformatted(copy);
+    cJSON_Delete(copy);
+    c = s ? rz__malloc(sizeof *c) : NULL;
+    if (!c) {
+        cJSON_free(s);
+        rz__error(RZ_ENOMEM, "out of memory");
+        return NULL;
+    }
+    c->json = s;
+    unsigned char h[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(h, (const unsigned char *)s, strlen(s));
+    sodium_bin2hex(c->hex, sizeof c->hex, h, sizeof h);
+    void *none = NULL;
+    if (!__atomic_compare_exchange_n(slot, &none, c, false, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE)) {
+        cJSON_free(c->json);   /* a racing caller published first */
+        free(c);
+        c = none;
+    }
+    return c;
+}
+
+static void module_canon_free(rz_module *m)
+{
+    rz__module_canon *c = m->canon_cache;
+    if (c)
+        cJSON_free(c->json);
+    free(c);
+    m->canon_cache = NULL;
+}
+
 int rz_module_manifest_json(const rz_module *m, char **out)
 {
     if (!out)
@@ -864,14 +915,11 @@ int rz_module_manifest_json(const rz_module *m, char **out)
     *out = NULL;
     if (!m)
         return rz__error(RZ_EINVAL, "module is NULL");
-    cJSON *copy = cJSON_Duplicate(m->manifest, true);
-    char *s = NULL;
-    if (copy && sort_keys(copy) == RZ_OK)
-        s = cJSON_PrintUnformatted(copy);
-    cJSON_Delete(copy);
-    if (!s)
+    const rz__module_canon *c = module_canon(m);
+    if (!c)
+        return RZ_ENOMEM;
+    if (!(*out = rz__strdup(c->json)))
         return rz__error(RZ_ENOMEM, "out of memory");
-    *out = s;
     return RZ_OK;
 }
 
@@ -880,14 +928,12 @@ int rz_module_digest(const rz_module *m, char hex[65])
     if (!hex)
         return rz__error(RZ_EINVAL, "hex is NULL");
     hex[0] = '\0';
-    char *json = NULL;
-    int rc = rz_module_manifest_json(m, &json);
-    if (rc != RZ_OK)
-        return rc;
-    unsigned char h[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256(h, (const unsigned char *)json, strlen(json));
-    rz_free(json);
-    sodium_bin2hex(hex, 65, h, sizeof h);
+    if (!m)
+        return rz__error(RZ_EINVAL, "module is NULL");
+    const rz__module_canon *c = module_canon(m);
+    if (!c)
+        return RZ_ENOMEM;
+    memcpy(hex, c->hex, 65);
     return RZ_OK;
 }
 

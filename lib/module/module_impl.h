@@ -80,6 +80,10 @@ struct rz_module {
      * (rz__schema_cached: the flow validator, rz_engine_submit_module) and
      * freed with the module. */
     void *schema_cache;
+    /* The canonical manifest and its digest (an rz__module_canon), made on
+     * first use: an orchestrator sends the digest with every job and a
+     * node checks it at every job. Published once, read without a lock. */
+    void *canon_cache;
 };
 
 /* ---- A node-served model (local_llm.c) ---- */
