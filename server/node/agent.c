@@ -940,6 +940,7 @@ static void teardown(agent *a)
     join_slots(a);
     rz_registry_free(a->reg);
     free_scratch(a);
+    outbox_spares_free(a);
     free(a->slots);
     free(a->outbox);
     node_state_free(&a->st);
@@ -1064,6 +1065,7 @@ int node_agent_run(const node_opts *o)
         usleep(50 * 1000);
     if (sig) {
         free_scratch(&a);
+        outbox_spares_free(&a);
         /* The poller may sit in a long-poll for many seconds; nothing it
          * holds needs saving, so the process ends here. */
         node_api_forget(l.api);

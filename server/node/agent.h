@@ -88,6 +88,9 @@ struct agent {
     size_t max_running;          /* [limits] max_concurrent_jobs */
     uint64_t *outbox;            /* jobs whose results wait in DATA/outbox */
     size_t n_outbox;
+    unsigned spare_ready;        /* bit k: DATA/outbox/spare-k.tmp waits to
+                                    hold the next result (outbox.c) */
+    unsigned spare_held;         /* bit k: that name is a file or being made */
     uint64_t gpus_busy;          /* bit i: GPU i is a running job's */
     rz_client *idle[AGENT_IDLE_MAX];   /* clients given back
                                     (agent_client_put), each with its
@@ -203,8 +206,11 @@ int outbox_put(agent *a, uint64_t node, uint64_t job, uint32_t attempt,
                const struct cJSON *result, char *path, size_t cap);
 /* Its first delivery did not go through: sync it to disk (outbox.c). */
 void outbox_sync(const char *path);
-/* The orchestrator has it, or refused it for good: forget it. */
+/* The orchestrator has it, or refused it for good: forget it (the file
+ * is kept as a spare for a later result). */
 void outbox_done(agent *a, const char *path, uint64_t job);
+/* Remove the spare files; no job runs. */
+void outbox_spares_free(agent *a);
 /* True when an answer ends a result's delivery: accepted, or refused for
  * good (a 4xx other than 429). */
 int outbox_final(int rc, long status);
