@@ -376,7 +376,12 @@ static uint32_t job_memory(agent *a, const job *j)
  * {"count": N}, {} for one). */
 static uint32_t job_gpus(const job *j)
 {
-    char *text = cJSON_PrintUnformatted(job_reqs(j));
+    const cJSON *reqs = job_reqs(j);
+    const cJSON *g = cJSON_GetObjectItemCaseSensitive(reqs, "gpu");
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(reqs, "requirements");
+    if ((!g || cJSON_IsNull(g)) && (!in || cJSON_IsNull(in)))
+        return 0;   /* no GPU asked for: not printed and parsed for it */
+    char *text = cJSON_PrintUnformatted(reqs);
     rz_reqs *r = NULL;
     uint32_t n = text && rz_reqs_parse(&r, text, strlen(text)) == RZ_OK
                  ? rz_reqs_get(r)->gpu_count : 0;
