@@ -168,8 +168,12 @@ void agent_slot_ended(agent *a, job_slot *s)
 {
     pthread_mutex_lock(&a->mu);
     s->ended = 1;
-    pthread_cond_broadcast(&a->slot_cv);   /* the poller may ask for the next */
     pthread_mutex_unlock(&a->mu);
+    /* The poller may ask for the next. Woken after the unlock, it finds the
+     * mutex free: woken under it, it blocked on it at once (two more futex
+     * calls and a switch on every hand-over). It reads `ended` under the
+     * mutex, so no wakeup is lost. */
+    pthread_cond_broadcast(&a->slot_cv);
 }
 
 const char *const agent_outcomes[AGENT_N_OUTCOMES] = {
@@ -591,14 +595,15 @@ int agent_start_slot(agent *a, job_slot *s, struct cJSON *asg)
     }
     if (rc == 0) {
         s->go = 1;
-        pthread_cond_signal(&s->go_cv);
     } else {
         s->busy = 0;
         s->assignment = NULL;
     }
     pthread_mutex_unlock(&a->mu);
-    if (rc == 0)
+    if (rc == 0) {
+        pthread_cond_signal(&s->go_cv);   /* after the unlock: agent_slot_ended */
         return 0;
+    }
     cJSON_Delete(asg);
     fprintf(stderr, "rhizos-node: cannot start a thread: %s\n", strerror(rc));
     return -1;

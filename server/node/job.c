@@ -1032,8 +1032,8 @@ void *job_main(void *arg)
     cJSON_Delete(s->assignment);
     s->assignment = NULL;
     s->finished = 1;
-    pthread_cond_broadcast(&a->slot_cv);
     pthread_mutex_unlock(&a->mu);
+    pthread_cond_broadcast(&a->slot_cv);   /* after the unlock: agent_slot_ended */
     return NULL;
 }
 
