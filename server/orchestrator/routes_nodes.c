@@ -500,6 +500,37 @@ void r_node_heartbeat(req *q)
 
 /* ---- assignments ---- */
 
+/* exec.timeout_s of a manifest, found by its digest: the same digest is
+ * the same canonical manifest, so a module's text is parsed for it once,
+ * not at every assignment. (The event loop is the only caller.) */
+#define TIMEOUT_SEEN 16
+static struct { char digest[65]; double timeout_s; } timeout_seen[TIMEOUT_SEEN];
+static unsigned timeout_next;
+
+static double manifest_timeout(const rz_module *mod, const char *hex)
+{
+    for (unsigned i = 0; *hex && i < TIMEOUT_SEEN; i++)
+        if (strcmp(timeout_seen[i].digest, hex) == 0)
+            return timeout_seen[i].timeout_s;
+    double timeout_s = 0;
+    char *man = NULL;
+    if (rz_module_manifest_json(mod, &man) != RZ_OK)
+        return 0;   /* out of memory: not kept, asked again next time */
+    cJSON *doc = cJSON_Parse(man);
+    const cJSON *exec = cJSON_GetObjectItemCaseSensitive(doc, "exec");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(exec, "timeout_s");
+    if (cJSON_IsNumber(t) && t->valuedouble > 0)
+        timeout_s = t->valuedouble;
+    if (doc && *hex) {
+        unsigned k = timeout_next++ % TIMEOUT_SEEN;
+        memcpy(timeout_seen[k].digest, hex, 65);
+        timeout_seen[k].timeout_s = timeout_s;
+    }
+    cJSON_Delete(doc);
+    rz_free(man);
+    return timeout_s;
+}
+
 static cJSON *module_json(orch *o, const char *id, const char *version,
                           double *timeout_s)
 {
@@ -511,16 +542,7 @@ static cJSON *module_json(orch *o, const char *id, const char *version,
     *timeout_s = 0;
     if (rz_registry_resolve(o->reg, id, version, &mod) == RZ_OK) {
         (void)!rz_module_digest(mod, hex);   /* none: "" */
-        char *man = NULL;
-        if (rz_module_manifest_json(mod, &man) == RZ_OK) {
-            cJSON *doc = cJSON_Parse(man);
-            const cJSON *exec = cJSON_GetObjectItemCaseSensitive(doc, "exec");
-            const cJSON *t = cJSON_GetObjectItemCaseSensitive(exec, "timeout_s");
-            if (cJSON_IsNumber(t) && t->valuedouble > 0)
-                *timeout_s = t->valuedouble;
-            cJSON_Delete(doc);
-        }
-        rz_free(man);
+        *timeout_s = manifest_timeout(mod, hex);
     }
     cJSON_AddStringToObject(m, "digest", hex);
     return m;
