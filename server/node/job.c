@@ -833,28 +833,39 @@ static void sign_result(agent *a, job *j, cJSON *b)
     cJSON_free(text);
 }
 
-static void report(agent *a, job *j)
+/* A result on its way: its body, kept on disk first (the outbox) when the
+ * attempt is this registration's. */
+typedef struct outgoing {
+    cJSON *body;
+    char path[PATH_MAX];
+    int kept;
+} outgoing;
+
+/* The body made, signed, said and kept: a node stopped before the
+ * orchestrator has it delivers it on its next start. */
+static void result_keep(agent *a, job *j, outgoing *o)
 {
-    cJSON *b = fitted_body(j);
-    sign_result(a, j, b);
+    o->body = fitted_body(j);
+    sign_result(a, j, o->body);
     agent_say(a, j->outputs ? "succeeded" : "failed", j->s, j->module_ref,
               j->outputs ? NULL : j->error, (long long)j->run_ms);
-    /* Kept on disk first: a node stopped before the orchestrator has it
-     * delivers it on its next start. */
     uint64_t node = 0, gen = 0;
-    char path[PATH_MAX];
     int ours = agent_registration(a, &node, &gen) && gen == j->s->generation;
-    int kept = ours &&
-               outbox_put(a, node, j->s->job, j->s->attempt, b, path,
-                          sizeof path) == 0;
-    if (ours && !kept)
+    o->kept = ours &&
+              outbox_put(a, node, j->s->job, j->s->attempt, o->body, o->path,
+                         sizeof o->path) == 0;
+    if (ours && !o->kept)
         fprintf(stderr, "rhizos-node: job %" PRIu64 ": its result is not kept "
                 "on disk (%s); delivering it from memory\n", j->s->job,
                 strerror(errno));
+}
+
+static void result_send(agent *a, job *j, outgoing *o)
+{
     long status;
-    int rc = deliver(a, j, "result", b, kept ? path : NULL, &status);
-    if (kept && (outbox_final(rc, status) || rc == RZ_ESTATE))
-        outbox_done(a, path, j->s->job);
+    int rc = deliver(a, j, "result", o->body, o->kept ? o->path : NULL, &status);
+    if (o->kept && (outbox_final(rc, status) || rc == RZ_ESTATE))
+        outbox_done(a, o->path, j->s->job);
     pthread_mutex_lock(&a->mu);
     a->earn_stale = 1;   /* paid now, if accepted: the local API reads it */
     pthread_mutex_unlock(&a->mu);
@@ -862,7 +873,14 @@ static void report(agent *a, job *j)
         agent_say(a, "result-refused", j->s, j->module_ref,
                   rz_error_last()->message[0] ? rz_error_last()->message
                                               : rz_strerror(rc), -1);
-    cJSON_Delete(b);
+    cJSON_Delete(o->body);
+}
+
+static void report(agent *a, job *j)
+{
+    outgoing o;
+    result_keep(a, j, &o);
+    result_send(a, j, &o);
 }
 
 /* ---- through Slurm ([backend] kind = "slurm", slurm.c) ---- */
@@ -902,6 +920,24 @@ static void slurm_files_up(agent *a, job *j)
     }
 }
 
+/* The Slurm job's result kept in the outbox, then its spool folder and the
+ * step's files removed, then sent: whoever sees the result at the
+ * orchestrator finds them gone (run() removes a step's files before its
+ * report too). A gateway stopped meanwhile delivers the kept result at its
+ * next start; one not kept (no disk) leaves the spool until it is
+ * delivered, for a restart to take the Slurm job up again. */
+static void slurm_report(agent *a, job *j)
+{
+    outgoing o;
+    result_keep(a, j, &o);
+    if (o.kept) {
+        slurm_job_cleanup(a, j->s);
+        node_blobs_release(a, j->s->job);
+    }
+    result_send(a, j, &o);
+    slurm_job_cleanup(a, j->s);
+}
+
 static void run_slurm(agent *a, job *j)
 {
     uint32_t mem = job_memory(a, j);
@@ -929,8 +965,7 @@ static void run_slurm(agent *a, job *j)
             j->run_ms = out.run_ms;
             out.error = NULL;
         }
-        report(a, j);
-        slurm_job_cleanup(a, j->s);
+        slurm_report(a, j);
         break;
     case SLURM_OUT_DECLINE:
         decline(a, j, out.error ? out.error : "Slurm did not run it");
