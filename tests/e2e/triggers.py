@@ -4,7 +4,7 @@
 - Versions: deploying under a name makes version 1, the same content again
   is that version, a change is version 2 (digest, number, note); rollback;
   a run's status names its version; another client sees none of it.
-- Cron, in real time: a `* * * * *` flow fires within 2 s of the minute,
+- Cron, in real time: a `* * * * *` flow fires on the minute (its run says which),
   bound to the active version; a second client's flow whose owner cannot
   pay is refused at fire time with the reason recorded. kill -9 of the
   orchestrator right after the fire, restart: the fire is not made again.
