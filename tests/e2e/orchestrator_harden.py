@@ -20,7 +20,7 @@ import tempfile
 import time
 import unittest
 
-from harness import NodeKey, events_socket, http, run, start_orchestrator
+from harness import NodeKey, events_socket, http, run, start_orchestrator, wait_until
 
 EXE, ROOT = sys.argv[1], sys.argv[2]
 CLI = sys.argv[3] if len(sys.argv) > 3 else None
@@ -300,9 +300,9 @@ class Limits(Base):
                                            run_ms=10), tok)
         self.assertEqual(self.ok("GET", "/api/v1/jobs/%d" % job, key=key)["status"],
                          "succeeded")
-        time.sleep(3)
-        # Credit, hold, settle (and the fee): all seen beside the server.
-        self.assertGreaterEqual(transfers(), before + 3)
+        # Credit, hold, settle (and the fee): all seen beside the server
+        # once its next checkpoint is written (seconds; more when loaded).
+        wait_until(lambda: transfers() >= before + 3, 30, "a checkpoint with the transfers")
         human = run([CLI, "ledger", "verify", "--data", self.s.data],
                     timeout=30).stdout
         self.assertIn("as of the last checkpoint", human)
