@@ -669,10 +669,13 @@ class FlowRunExamples(unittest.TestCase):
             p = subprocess.Popen([RHIZOS, "flow", "run", flow, "--json", "--data",
                                   self.data], cwd=ROOT, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True)
-            time.sleep(1.0)
+            # Once the step runs (its progress line), not after a guess at
+            # how long the start takes.
+            first = p.stderr.readline()
+            self.assertRegex(first, r"\bnap\s+started$")
             p.send_signal(sig)
             out, err = p.communicate(timeout=60)
-            self.assertEqual(p.returncode, code, err)
+            self.assertEqual(p.returncode, code, first + err)
             self.assertEqual(json.loads(out)["steps"]["nap"]["status"], "cancelled", out)
 
     def test_human_output_and_progress(self):
