@@ -549,8 +549,17 @@ class FlowRunExamples(unittest.TestCase):
         p.wait()
         if not left:
             self.skipTest("steps get no cgroup here (rhizos sandbox status)")
-        time.sleep(0.5)   # the orphaned step dies with bwrap's parent
-        # (another rhizos starting meanwhile may have swept it already)
+        # The orphaned step dies with bwrap's parent: its cgroups empty
+        # (another rhizos starting meanwhile may have swept them already).
+        def procs(d):
+            try:
+                return any(open(os.path.join(top, "cgroup.procs")).read().strip()
+                           for top, _, _ in os.walk(d))
+            except OSError:
+                return False   # removed meanwhile
+        deadline = time.time() + 20
+        while any(procs(d) for d in left) and time.time() < deadline:
+            time.sleep(0.05)
         q = rhizos("flow", "run", os.path.join(FLOWS, "inputs.yaml"), "-q",
                    data=self.data)
         self.assertEqual(q.returncode, 0, q.stderr)
