@@ -324,6 +324,7 @@ static int head_put(orch *o, uint64_t seq, const char hex[HASH_HEX + 1])
         rz_auth_audit_head_put2(o->auth, seq, bin, o->audit_keyed_since) != RZ_OK)
         return fail(RZ_EIO, "cannot keep the audit head in the auth store: %s",
                     rz_error_last()->message);
+    auth_write_covered(o);   /* a head behind the log is accepted at start */
     return RZ_OK;
 }
 

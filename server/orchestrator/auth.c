@@ -221,8 +221,8 @@ int auth_put_log(orch *o, uint64_t job, uint32_t attempt, const char *log, size_
         all[len] = '\0';
         memcpy(all + len + 1, marks, ml);
     }
-    int rc = rz_auth_attempt_log_put(o->auth, job, attempt, all ? all : log,
-                                     all ? len + 1 + ml : len);
+    int rc = auth_put_log_bytes(o, job, attempt, all ? all : log,
+                                all ? len + 1 + ml : len);
     free(all);
     cJSON_free(marks);
     return rc == RZ_OK ? rc : say(rc, "write");

@@ -805,7 +805,8 @@ static int start(orch *o, const char *key, const char *key_from)
                 ? " (is another orchestrator using it?)" : "");
         return -1;
     }
-    if (auth_open(o) != RZ_OK || admin_key_set(o, key, key_from) != 0 ||
+    if (auth_open(o) != RZ_OK || auth_redo_replay(o) != RZ_OK ||
+        admin_key_set(o, key, key_from) != 0 ||
         server_keypair(o) != 0 || audit_open(o) != 0 ||
         orch_stores_agree(o->e, o->opts.data, o->opts.verify_on_open) != 0 ||
         flows_open(o) != 0 || orch_control_start(o) != 0 || orch_blobs_start(o) != 0)
@@ -836,6 +837,7 @@ static void finish(orch *o)
         event_free(o->audit_head_ev);
     o->audit_head_ev = NULL;
     orch_group_discard(o);
+    auth_pass_free(o);
     if (o->http)
         evhttp_free(o->http);   /* frees the requests still held */
     httpconn_free(o->conns);
