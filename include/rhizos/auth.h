@@ -75,8 +75,10 @@ RZ_EXTERN void rz_auth_close(rz_auth *a);
  * reads see them. A put that fails leaves the group as it was. Another
  * thread's puts wait for the commit, and its reads do not see the group's
  * puts until then. A server answers the requests of a
- * group only after its commit returned RZ_OK; a failed commit loses the
- * group's puts. Begin inside a group: RZ_ESTATE; commit outside one:
+ * group only after its commit returned RZ_OK, or once a redo copy of each
+ * of its puts is durable elsewhere (rz_auth_group_writes; the
+ * orchestrator's results: server/orchestrator/auth_pass.c); a failed
+ * commit loses the group's puts. Begin inside a group: RZ_ESTATE; commit outside one:
  * RZ_OK, nothing to do. */
 RZ_EXTERN RZ_NODISCARD int rz_auth_group_begin(rz_auth *a);
 RZ_EXTERN RZ_NODISCARD int rz_auth_group_commit(rz_auth *a);

@@ -25,6 +25,13 @@
  * the payment: a commit for it alone would only spare that replay
  * (engine.c rz__engine_paid_later).
  *
+ * A caller's extra records (extra.c) are written in the same transaction
+ * as the commit they wait for, so they are durable exactly when its
+ * changes are: a server's redo copy of a result's record in another store
+ * is there after a crash if and only if the result is. Their deletes ride
+ * with a later commit of a change of its own and may be lost at a crash
+ * or close (the caller then meets the record again).
+ *
  * A replicated job's votes are members of its runs' job records, and its
  * verdict finishes every run in the commit of the last vote (replica.c).
  *

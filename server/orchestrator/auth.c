@@ -28,7 +28,7 @@ int auth_open(orch *o)
     to.max_failures = o->opts.auth_failures;
     if (o->opts.auth_failures && (rc = rz_auth_throttle_new(&o->throttle, &to)) != RZ_OK)
         return say(rc, "throttle");
-    return RZ_OK;
+    return auth_redo_replay(o);   /* the engine is open: what a crash left */
 }
 
 void auth_close(orch *o)

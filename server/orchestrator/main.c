@@ -805,8 +805,7 @@ static int start(orch *o, const char *key, const char *key_from)
                 ? " (is another orchestrator using it?)" : "");
         return -1;
     }
-    if (auth_open(o) != RZ_OK || auth_redo_replay(o) != RZ_OK ||
-        admin_key_set(o, key, key_from) != 0 ||
+    if (auth_open(o) != RZ_OK || admin_key_set(o, key, key_from) != 0 ||
         server_keypair(o) != 0 || audit_open(o) != 0 ||
         orch_stores_agree(o->e, o->opts.data, o->opts.verify_on_open) != 0 ||
         flows_open(o) != 0 || orch_control_start(o) != 0 || orch_blobs_start(o) != 0)

@@ -343,8 +343,8 @@ void r_metrics(req *q)
                         "# TYPE rhizos_auth_pass_commits_total counter\n"
                         "rhizos_auth_pass_commits_total %llu\n"
                         "# HELP rhizos_auth_lag_commits_total Commits of "
-                        "the auth store's writes that passes kept, AUTH_LAG_MS "
-                        "(50 ms) after the first, or before a retention pass, a "
+                        "the auth store's writes that passes kept open, 50 ms "
+                        "after the first, or before a retention pass, a "
                         "backup or a stop.\n"
                         "# TYPE rhizos_auth_lag_commits_total counter\n"
                         "rhizos_auth_lag_commits_total %llu\n",

@@ -391,7 +391,8 @@ bool auth_is_metrics_key(orch *o, const char *key);
 int auth_check_metrics_key(const char *key, const char *from);
 /* Keep the metrics key's hash (from --metrics-key-file). */
 int auth_set_metrics_key(orch *o, const char *key);
-/* The store and the throttle; messages on stderr. */
+/* The store and the throttle, and the redo copies a crash left in the
+ * engine (open first) put back; messages on stderr. */
 int auth_open(orch *o);
 void auth_close(orch *o);
 

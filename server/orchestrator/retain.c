@@ -9,7 +9,8 @@
  * quarter of the age later, at most ORCH_RETAIN_IDLE_MS.
  *
  * Crash story: the auth and flows stores' records go first (their own
- * commits, after a kept auth group's: auth_pass.c), then the engine's. A crash between leaves jobs without their
+ * commits, after a kept auth group's: auth_pass.c), then the
+ * engine's. A crash between leaves jobs without their
  * logs that the next pass removes; never a log of a job that is gone. The
  * ledger is never written: its transfers stay, and a job whose hold is
  * open is never removed. */
