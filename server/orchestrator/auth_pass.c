@@ -145,14 +145,20 @@ static int group_commit(orch *o)
     return rc;
 }
 
+/* A kept group's time is up: it is committed now. */
+static void lag_commit_counted(orch *o)
+{
+    /* Tests only: die with copies the auth store has not made durable, the
+     * window auth_redo_replay covers (tests/e2e/orchestrator_abuse.py). */
+    if (o->n_redo && getenv("RHIZOS_TEST_KILL_BEFORE_AUTH_COMMIT"))
+        raise(SIGKILL);
+    o->auth_lag_commits++;
+}
+
 static void lag_fired(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     orch *o = arg;
-    /* Tests only: die with copies the auth store has not made durable, the
-     * window auth_redo_replay covers (tests/e2e/orchestrator_abuse.py). */
-    if (o->n_redo && !o->grouped && getenv("RHIZOS_TEST_KILL_BEFORE_AUTH_COMMIT"))
-        raise(SIGKILL);
     if (o->grouped)
         o->auth_settle_due = true;   /* the pass's end commits it */
     else
@@ -163,7 +169,7 @@ void auth_settle(orch *o)
 {
     if (!o->auth_kept || o->grouped)
         return;
-    o->auth_lag_commits++;
+    lag_commit_counted(o);
     if (group_commit(o) != RZ_OK)
         orch_log(o, ORCH_LOG_ERROR, "auth_commit_failed", "reason", LOG_STR,
                  rz_error_last()->message, NULL);
@@ -196,7 +202,7 @@ int auth_pass_commit(orch *o)
     if (writes && covered && !o->auth_settle_due && !o->stopping && keep(o))
         return RZ_OK;
     if (writes && covered)
-        o->auth_lag_commits++;   /* its time was up */
+        lag_commit_counted(o);   /* its time was up */
     else
         o->auth_pass_commits += writes > 0;
     return group_commit(o);

@@ -9,6 +9,9 @@ tamper-evident audit log that fails closed.
   before that attempt's result, also across a crash (SIGKILL) between the
   two; a poll without it waits for the result; a malformed "ended" is a
   400 and changes nothing.
+- A result's signed record and log make no commit of the auth store in
+  their pass (their redo copies go with the engine's), and a kill after
+  the reply and before the auth store's commit loses neither.
 - A client flooding deposit requests is stopped at its cap (429) and at the
   per-request maximum; others still deposit and are confirmed, also after a
   restart; requests expire (--deposit-ttl) and can be cancelled.
