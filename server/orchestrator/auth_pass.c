@@ -178,7 +178,9 @@ void auth_settle(orch *o)
 void auth_stop(orch *o)
 {
     o->auth_lag_commits += o->auth_kept;
-    (void)!group_commit(o);   /* the engine's close then drops the copies */
+    /* The copies' deletes go with the engine's close when it commits a
+     * change; else the next start puts the same records back once more. */
+    (void)!group_commit(o);
 }
 
 /* Kept: its timer runs from the first pass that kept it. */
