@@ -804,10 +804,11 @@ static int spawn(rz_proc **out, rz_proc *p, const rz_proc_opts *opts)
         p->check_failed = false;
         p->input_off = 0;   /* its stdin pipe went with it */
         rz__sbx_finish(&p->sbx, NULL);
-        rz__sbx_check_failed();
+        rc = rz__sbx_check_failed();
         launch_free(&l);
         memset(&l, 0, sizeof l);
-        rc = prepare(&l, p, opts);
+        if (rc == RZ_OK)
+            rc = prepare(&l, p, opts);
         if (rc == RZ_OK)
             rc = start_child(p, &l);
     }

@@ -106,6 +106,9 @@ static struct {
     atomic_int ok;            /* bwrap runs with the options below */
     bool inner_uid;           /* host is root: --uid/--gid 65534 inside */
     atomic_bool helper;       /* steps start through sandbox_helper.c */
+    /* The helper's check failed and bubblewrap could not take over: the
+     * steps asked to be sandboxed fail (never run without one). */
+    atomic_bool broken;
     bool new_opts;            /* --disable-userns, --size (bwrap >= 0.8) */
     char **etc;               /* allow-listed /etc entries that exist */
     size_t n_etc;
@@ -1657,7 +1660,8 @@ static void probe(void)
  * If it does, the step's own limits failed it: it is started again
  * without a check and fails as it would. If not, the helper is let go as
  * when it cannot start: bubblewrap is probed, the step is prepared again
- * (through bubblewrap, or without a sandbox), and the status says so
+ * through it (where it fails too, this step and the later ones fail:
+ * never without a sandbox), and the status says so
  * (rz__sbx_changes: the runner tells it again). */
 
 static atomic_bool helper_checked;
@@ -1698,7 +1702,13 @@ static bool helper_works(void)
     return ok;
 }
 
-void rz__sbx_check_failed(void)
+static int broken_error(void)
+{
+    return rz__error(RZ_EEXEC, "the sandbox stopped working: the sandbox "
+                     "helper's check failed and bubblewrap cannot take over");
+}
+
+int rz__sbx_check_failed(void)
 {
     pthread_mutex_lock(&check_mu);
     if (sb.helper && !atomic_load(&helper_checked)) {
@@ -1706,17 +1716,20 @@ void rz__sbx_check_failed(void)
             atomic_store(&helper_checked, true);
         } else {
             /* Steps started meanwhile still go to the helper (and fail
-             * their check): bwrap's options are set before it is used. */
+             * their check): bwrap's options are set before it is used.
+             * Without bwrap the steps fail: a run asked to be sandboxed
+             * never goes on without one (sb.ok stays). */
             status_add("%s", "the sandbox helper cannot start here; using "
                        "bubblewrap");
             if (!probe_bwrap(geteuid() == 0))
-                sb.ok = 0;
+                atomic_store(&sb.broken, true);
             sb.helper = false;
             cells_drop_idle();
             atomic_fetch_add(&sbx_changes, 1);
         }
     }
     pthread_mutex_unlock(&check_mu);
+    return atomic_load(&sb.broken) ? broken_error() : RZ_OK;
 }
 
 int rz__sbx_available(void)
@@ -1753,6 +1766,8 @@ int rz__sbx_prepare(rz__sbx *s, rz__argv *a, const rz__sbx_opts *o)
     s->files_info = s->files_block = s->files_fd = -1;
     if (!rz__sbx_available())
         return rz__error(RZ_EUNSUPPORTED, "sandbox not available");
+    if (atomic_load(&sb.broken))
+        return broken_error();
     s->memory_mb = o->memory_mb ? o->memory_mb : RZ__SBX_DEFAULT_MEMORY_MB;
     s->pids_max = o->pids_max ? o->pids_max : RZ__SBX_DEFAULT_PIDS;
     s->scratch_mb = o->scratch_mb ? o->scratch_mb

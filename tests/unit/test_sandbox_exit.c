@@ -374,6 +374,78 @@ static void test_failed_check_lets_the_helper_go(void **state)
     assert_int_equal(code, EXITED);
 }
 
+/* A failing bwrap first on PATH: the fake's folder, or NULL. */
+static char *fake_bwrap_first(char *dir, size_t cap)
+{
+    snprintf(dir, cap, "/tmp/rz-fakebw-XXXXXX");
+    char path[96];
+    if (!mkdtemp(dir))
+        return NULL;
+    snprintf(path, sizeof path, "%s/bwrap", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return NULL;
+    fputs("#!/bin/sh\nexit 1\n", f);
+    fclose(f);
+    chmod(path, 0755);
+    const char *old = getenv("PATH");
+    char *both = NULL;
+    if (asprintf(&both, "%s:%s", dir, old ? old : "/usr/bin:/bin") < 0)
+        return NULL;
+    setenv("PATH", both, 1);
+    free(both);
+    return dir;
+}
+
+/* The helper's check fails, so does its own step, and bubblewrap cannot
+ * take over: the step fails saying so, twice; nothing runs unsandboxed
+ * (as root). */
+static int broken_child(void)
+{
+    char dir[64];
+    if (!fake_bwrap_first(dir, sizeof dir))
+        return 3;
+    rz__sbx_test_check_exe("/bin/false", "/bin/false");
+    if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0)
+        return SKIPPED;
+    const char *const argv[] = { "sh", "-c", "id -u", NULL };
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    o.argv = argv;
+    int code = EXITED;
+    for (int i = 0; i < 2 && code == EXITED; i++) {
+        rz_proc *p = NULL;
+        int rc = rz_proc_spawn(&p, &o);
+        const char *m = rz_error_last()->message;
+        if (rc != RZ_EEXEC || !strstr(m, "the sandbox stopped working")) {
+            fprintf(stderr, "try %d: rc %d: %s\n", i, rc, m);
+            code = 4 + i;
+        }
+        rz_proc_free(p);
+    }
+    char path[96];
+    snprintf(path, sizeof path, "%s/bwrap", dir);
+    unlink(path);
+    rmdir(dir);
+    return code;
+}
+
+static void test_failed_check_and_bwrap_fail_the_step(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(broken_child());
+    int code = child_code(pid);
+    if (code == SKIPPED)
+        skip();
+    assert_int_equal(code, EXITED);
+}
+
 /* The first step's check fails but the helper's own step runs: the step's
  * own sandbox failed it (its limits, say), the helper is kept, and the
  * step is started again in it without a check, once. */
@@ -560,6 +632,7 @@ int main(void)
         cmocka_unit_test(test_failed_check_runs_nothing),
         cmocka_unit_test(test_failed_check_lets_the_helper_go),
         cmocka_unit_test(test_failed_check_keeps_a_working_helper),
+        cmocka_unit_test(test_failed_check_and_bwrap_fail_the_step),
         cmocka_unit_test(test_first_record_before_the_probe_ends),
         cmocka_unit_test(test_first_cell_joins_before_the_root),
     };
