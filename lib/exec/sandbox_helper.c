@@ -1521,7 +1521,7 @@ static int common_mounts(uint32_t mb)
 /* The step's own mounts, after common_mounts. */
 static int step_mounts(const step *s)
 {
-    char tops[4][NAME_MAX + 2], top_out[NAME_MAX + 1];
+    char tops[4][NAME_MAX + 2];
     int n_tops = 0;
     uint32_t mb = s->h.scratch_mb;
     if ((s->h.network &&
@@ -1533,7 +1533,6 @@ static int step_mounts(const step *s)
         return -1;
     /* The host's entries, each at its own path, in the order the runner
      * gave them (the scratch's before what is nested in them). */
-    chown_tree(fd_at(s, FD_SCRATCH), 0, s->h.uid, out_top(s, top_out));
     int rc = 0;
     for (uint32_t i = 0; rc == 0 && i < s->h.n_binds; i++) {
         const char *b = s->bind[i], *dst = b + 2;
@@ -2218,6 +2217,15 @@ static _Noreturn void step_init(const step *s, const rz__sbx_tmpl *t,
     step_run(s, t, life);
 }
 
+/* The host scratch's entries become the step's, only once it is sure to
+ * start: a step whose check fails may be started again by bubblewrap as
+ * the caller, who must still own them. */
+static void scratch_give(const step *s)
+{
+    char top_out[NAME_MAX + 1];
+    chown_tree(fd_at(s, FD_SCRATCH), 0, s->h.uid, out_top(s, top_out));
+}
+
 /* The step's start and its reaping, once every mount is made. */
 static _Noreturn void step_run(const step *s, const rz__sbx_tmpl *t,
                                int life)
@@ -2231,6 +2239,8 @@ static _Noreturn void step_run(const step *s, const rz__sbx_tmpl *t,
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_chld;
     sigaction(SIGCHLD, &sa, NULL);
+    if (!checking)
+        scratch_give(s);   /* while the runner reads our pid */
     /* Nothing of the step runs until the runner holds our pid
      * (send_once). Its end closed with our hello unread reports
      * ECONNRESET once, before the 'g' queued ahead of it. */
@@ -2241,9 +2251,12 @@ static _Noreturn void step_run(const step *s, const rz__sbx_tmpl *t,
         ;
     if (got != 1 || c != 'g')
         _exit(128 + SIGKILL);
-    if (checking && !check_passes())
-        fail_to(ep);
-    checking = false;
+    if (checking) {
+        if (!check_passes())
+            fail_to(ep);
+        checking = false;
+        scratch_give(s);
+    }
     pid_t leader = spawn_step(s, t);
     if (leader < 0)
         fail_to(ep);

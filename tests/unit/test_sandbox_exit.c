@@ -33,6 +33,7 @@
 #include <cmocka.h>
 
 #include "common/internal.h"
+#include "exec/adapter.h"
 #include "exec/sandbox.h"
 #include "exec/sandbox_helper.h"
 #include "rhizos/exec.h"
@@ -357,6 +358,51 @@ static int check_child(const char *in_step, const char *alone,
  * the helper: the helper is let go as when it cannot start, and the step,
  * unstarted, runs once through what the probe then finds (bubblewrap
  * here), its input given again; the status says so, and has changed. */
+/* As check_child("/bin/false", "/bin/false", ...), the input a file in
+ * the step's scratch (in/request.json, 0600, as the runner writes it):
+ * bubblewrap, taking over, must still read it. */
+static int file_child(void)
+{
+    rz__sbx_test_check_exe("/bin/false", "/bin/false");
+    if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0)
+        return SKIPPED;
+    static const char in[] = "{\"a\":1}";
+    char scratch[] = "/tmp/rz-chkin-XXXXXX", path[96], out[96];
+    if (!mkdtemp(scratch))
+        return 3;
+    snprintf(path, sizeof path, "%s/in", scratch);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/in/request.json", scratch);
+    snprintf(out, sizeof out, "%s/out.json", scratch);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || fo < 0 || write(fd, in, sizeof in - 1) != sizeof in - 1)
+        return 3;
+    close(fd);
+    close(fo);
+    const char *const argv[] = { "sh", "-c", "cat in/request.json", NULL };
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    o.argv = argv;
+    rz_proc *p = NULL;
+    if (rz__proc_spawn_in(&p, &o, scratch, out, NULL) != RZ_OK) {
+        fprintf(stderr, "spawn: %s\n", rz_error_last()->message);
+        return 4;
+    }
+    int r = 0;
+    while (r == 0)
+        r = rz_proc_poll(p, 100);
+    const char *outs = rz_proc_outputs(p);
+    bool ok = r == 1 && rz_proc_exit_code(p) == 0 && outs &&
+              strcmp(outs, in) == 0 && rz__sbx_changes() == 1;
+    if (!ok)
+        fprintf(stderr, "exit %d, outputs %s\n", rz_proc_exit_code(p),
+                outs ? outs : "-");
+    rz_proc_free(p);
+    rz__exec_rm_tree(scratch);
+    return ok ? EXITED : 5;
+}
+
 static void test_failed_check_lets_the_helper_go(void **state)
 {
     (void)state;
@@ -368,6 +414,23 @@ static void test_failed_check_lets_the_helper_go(void **state)
     if (pid == 0)
         _exit(check_child("/bin/false", "/bin/false",
                           "the sandbox helper cannot start here", 1));
+    int code = child_code(pid);
+    if (code == SKIPPED)
+        skip();
+    assert_int_equal(code, EXITED);
+}
+
+/* The same with the step's input in its scratch, as a runner's step. */
+static void test_failed_check_leaves_the_input_readable(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(file_child());
     int code = child_code(pid);
     if (code == SKIPPED)
         skip();
@@ -631,6 +694,7 @@ int main(void)
         cmocka_unit_test(test_probe_sweeps_a_dead_probes_cgroup),
         cmocka_unit_test(test_failed_check_runs_nothing),
         cmocka_unit_test(test_failed_check_lets_the_helper_go),
+        cmocka_unit_test(test_failed_check_leaves_the_input_readable),
         cmocka_unit_test(test_failed_check_keeps_a_working_helper),
         cmocka_unit_test(test_failed_check_and_bwrap_fail_the_step),
         cmocka_unit_test(test_first_record_before_the_probe_ends),
