@@ -640,6 +640,25 @@ static void prefill(rz_proc *p, int fd)
     }
 }
 
+/* The helper's error pipe: RZ__SBX_CHECK_OK when the step's check passed,
+ * then the step's errno if its exec failed (nothing: it worked). */
+static void errpipe_read(int fd, bool *check_ok, int *child_errno)
+{
+    for (int i = 0; i < 2; i++) {
+        int v = 0;
+        ssize_t n;
+        while ((n = read(fd, &v, sizeof v)) < 0 && errno == EINTR)
+            ;
+        if (n != (ssize_t)sizeof v)
+            return;
+        if (v != RZ__SBX_CHECK_OK) {
+            *child_errno = v;
+            return;
+        }
+        *check_ok = true;
+    }
+}
+
 /* Through the sandbox helper: its error pipe says whether execve worked
  * (it closes on success). */
 static int helper_start(rz_proc *p, const launch *l, const int stdio[3],
@@ -661,15 +680,12 @@ static int helper_start(rz_proc *p, const launch *l, const int stdio[3],
     if (rc == RZ_OK)
         rz__sbx_started(&p->sbx);
     close(ep[1]);
-    ssize_t n = 0;
-    while (rc == RZ_OK &&
-           (n = read(ep[0], child_errno, sizeof *child_errno)) < 0 &&
-           errno == EINTR)
-        ;
-    if (n <= 0)
-        *child_errno = 0;
+    bool check_ok = false;
+    *child_errno = 0;
+    if (rc == RZ_OK)
+        errpipe_read(ep[0], &check_ok, child_errno);
     close(ep[0]);
-    if (rc == RZ_OK && sl.check_exe && *child_errno != RZ__SBX_CHECK_FAILED)
+    if (check_ok)
         rz__sbx_check_passed();
     return rc;
 }

@@ -79,6 +79,10 @@ typedef struct rz__sbx_launch {
 
 /* What the error pipe says when a step's check (above) failed. */
 #define RZ__SBX_CHECK_FAILED (INT32_MIN + 2)
+/* What it says first when the check passed (the step's own exec error, if
+ * any, follows): only this counts as a pass, not an init that ended
+ * before it said anything. */
+#define RZ__SBX_CHECK_OK (INT32_MIN + 3)
 
 /* Start the helper (once; later calls only update nothing): forked, not
  * waited for (rz__sbx_helper_ready; any other call here waits too). 0 or

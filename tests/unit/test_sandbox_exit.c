@@ -239,10 +239,11 @@ static void test_probe_sweeps_a_dead_probes_cgroup(void **state)
     assert_int_equal(code, EXITED);
 }
 
-/* A step through the helper itself as `uid`, `sh -c 'echo ran'`, with a
- * check that fails (/bin/false) or none: what its error pipe said, what
+/* A step through the helper itself as `uid`, `sh -c 'echo ran'`, with
+ * the check `check` or none (NULL): what its error pipe said first, what
  * it printed. */
-static int helper_step(uint32_t uid, bool check, char *out, size_t cap)
+static int helper_step(uint32_t uid, const char *check, char *out,
+                       size_t cap)
 {
     char dir[] = "/tmp/rz-test-check-XXXXXX";
     int o[2], ep[2], null = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -259,7 +260,7 @@ static int helper_step(uint32_t uid, bool check, char *out, size_t cap)
     l.envp = envp;
     l.fsize.rlim_cur = l.fsize.rlim_max = RLIM_INFINITY;
     l.nofile.rlim_cur = l.nofile.rlim_max = 64;
-    l.check_exe = check ? "/bin/false" : NULL;
+    l.check_exe = check;
     int stdio[3] = { null, o[1], null };
     pid_t pid = -1;
     char why[256];
@@ -286,7 +287,8 @@ static int helper_step(uint32_t uid, bool check, char *out, size_t cap)
 }
 
 /* A step whose check fails is never started: its init says so and
- * exits; the same step without the check runs (the test can see it). */
+ * exits; the same step without the check runs (the test can see it), and
+ * with a check that passes its init says that first. */
 static void test_failed_check_runs_nothing(void **state)
 {
     (void)state;
@@ -302,12 +304,16 @@ static void test_failed_check_runs_nothing(void **state)
             _exit(SKIPPED);
         char out[64];
         uint32_t uid = first + count - 1;
-        if (helper_step(uid, true, out, sizeof out) != RZ__SBX_CHECK_FAILED ||
-            strcmp(out, "") != 0)
+        if (helper_step(uid, "/bin/false", out, sizeof out) !=
+                RZ__SBX_CHECK_FAILED || strcmp(out, "") != 0)
             _exit(3);
-        if (helper_step(uid, false, out, sizeof out) != 0 ||
+        if (helper_step(uid, NULL, out, sizeof out) != 0 ||
             strcmp(out, "ran\n") != 0)
             _exit(4);
+        /* A pass is said, not inferred from silence. */
+        if (helper_step(uid, "/bin/true", out, sizeof out) !=
+                RZ__SBX_CHECK_OK || strcmp(out, "ran\n") != 0)
+            _exit(5);
         _exit(EXITED);
     }
     int code = child_code(pid);
