@@ -1275,6 +1275,8 @@ static int cell_take(rz__sbx *s, const rz__sbx_opts *o)
 }
 
 /* Give the cell back (or drop it, its zygote gone); s forgets it. */
+static void helper_end_if_idle(void);
+
 static void cell_release(rz__sbx *s, bool drop)
 {
     if (!s->in_cell)
@@ -1295,6 +1297,7 @@ static void cell_release(rz__sbx *s, bool drop)
         s->cg[k] = NULL;
     s->n_cg = 0;
     s->in_cell = false;
+    helper_end_if_idle();
 }
 
 size_t rz__sbx_cell_pids(pid_t *out, size_t max)
@@ -1702,6 +1705,24 @@ static bool helper_works(void)
     return ok;
 }
 
+/* A helper let go (below) ends once none of its cells is taken: idle
+ * ones are ended, a taken one's step ends first (cell_release). */
+static atomic_bool helper_let_go, helper_ended;
+
+static void helper_end_if_idle(void)
+{
+    if (!atomic_load(&helper_let_go) || atomic_load(&helper_ended))
+        return;
+    cells_drop_idle();
+    bool any = false;
+    pthread_mutex_lock(&cells_mu);
+    for (size_t i = 0; i < MAX_CELLS && !any; i++)
+        any = cells[i] != NULL;
+    pthread_mutex_unlock(&cells_mu);
+    if (!any && !atomic_exchange(&helper_ended, true))
+        rz__sbx_helper_end();
+}
+
 static int broken_error(void)
 {
     return rz__error(RZ_EEXEC, "the sandbox stopped working: the sandbox "
@@ -1724,7 +1745,8 @@ int rz__sbx_check_failed(void)
             if (!probe_bwrap(geteuid() == 0))
                 atomic_store(&sb.broken, true);
             sb.helper = false;
-            cells_drop_idle();
+            atomic_store(&helper_let_go, true);
+            helper_end_if_idle();
             atomic_fetch_add(&sbx_changes, 1);
         }
     }

@@ -241,9 +241,13 @@ static int helper_ready_locked(void)
     return 0;
 }
 
+static bool ended;   /* rz__sbx_helper_end: never started again */
+
 /* Caller holds mu: a helper that answers (started, or restarted). */
 static int helper_up_locked(void)
 {
+    if (ended)
+        return -ESRCH;
     if (starting)
         return helper_ready_locked();
     if (sock >= 0)
@@ -272,6 +276,14 @@ int rz__sbx_helper_ready(void)
     int rc = helper_ready_locked();
     pthread_mutex_unlock(&mu);
     return rc;
+}
+
+void rz__sbx_helper_end(void)
+{
+    pthread_mutex_lock(&mu);
+    ended = true;
+    helper_stop();
+    pthread_mutex_unlock(&mu);
 }
 
 pid_t rz__sbx_helper_pid(void)

@@ -156,6 +156,9 @@ RZ_HIDDEN void rz__sbx_test_die_before_root(bool on);
  * the exec is refused. */
 RZ_HIDDEN void rz__sbx_test_no_program(bool on);
 /* The helper's pid, -1 when none runs (for tests). */
+/* The helper stopped for good (let go: sandbox.c's check), with what it
+ * holds (its root, pooled namespaces, early zygote); later calls fail. */
+RZ_HIDDEN void rz__sbx_helper_end(void);
 RZ_HIDDEN pid_t rz__sbx_helper_pid(void);
 
 /* The helper as a program of its own (rz-sandbox, see helper_exec):
