@@ -1547,9 +1547,11 @@ static void *nudge_main(void *path)
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, NULL);   /* none for its copy */
-    int pid = clone(nudge_move, stack + sizeof stack,
-                    CLONE_VM | CLONE_VFORK | SIGCHLD, path);
-    while (pid > 0 && waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+    /* No exit signal: an embedding program's SIGCHLD handler or
+     * waitpid(-1) must not see (or reap) it; __WCLONE waits for it. */
+    int pid = clone(nudge_move, stack + sizeof stack, CLONE_VM | CLONE_VFORK,
+                    path);
+    while (pid > 0 && waitpid(pid, NULL, __WCLONE) < 0 && errno == EINTR)
         ;
     free(path);
     return NULL;
