@@ -69,6 +69,7 @@ struct rz_proc {
     bool reaped, timed_out, done;
     bool sandboxed;            /* the child is bwrap */
     bool check_failed;         /* the sandbox's check: see spawn */
+    int check_why;             /* why it failed (RZ__SBX_CHECK_FAILED) */
     rz__sbx sbx;               /* its cgroup and descriptors */
     rz__sbx_report hit;        /* limits the cgroup enforced */
     uint32_t cpus, scratch_mb, pids_max; /* sandbox limits, 0: defaults */
@@ -641,18 +642,26 @@ static void prefill(rz_proc *p, int fd)
 }
 
 /* The helper's error pipe: RZ__SBX_CHECK_OK when the step's check passed,
- * then the step's errno if its exec failed (nothing: it worked). */
-static void errpipe_read(int fd, bool *check_ok, int *child_errno)
+ * then the step's errno if its exec failed (nothing: it worked); or
+ * RZ__SBX_CHECK_FAILED and why. */
+static int errpipe_int(int fd, int *v)
+{
+    ssize_t n;
+    while ((n = read(fd, v, sizeof *v)) < 0 && errno == EINTR)
+        ;
+    return n == (ssize_t)sizeof *v ? 0 : -1;
+}
+
+static void errpipe_read(int fd, bool *check_ok, int *child_errno, int *why)
 {
     for (int i = 0; i < 2; i++) {
         int v = 0;
-        ssize_t n;
-        while ((n = read(fd, &v, sizeof v)) < 0 && errno == EINTR)
-            ;
-        if (n != (ssize_t)sizeof v)
+        if (errpipe_int(fd, &v) != 0)
             return;
         if (v != RZ__SBX_CHECK_OK) {
             *child_errno = v;
+            if (v == RZ__SBX_CHECK_FAILED && errpipe_int(fd, why) != 0)
+                *why = 0;
             return;
         }
         *check_ok = true;
@@ -683,7 +692,7 @@ static int helper_start(rz_proc *p, const launch *l, const int stdio[3],
     bool check_ok = false;
     *child_errno = 0;
     if (rc == RZ_OK)
-        errpipe_read(ep[0], &check_ok, child_errno);
+        errpipe_read(ep[0], &check_ok, child_errno, &p->check_why);
     close(ep[0]);
     if (check_ok)
         rz__sbx_check_passed();
@@ -719,9 +728,11 @@ static int start_child(rz_proc *p, const launch *l)
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
             ;
         p->check_failed = child_errno == RZ__SBX_CHECK_FAILED;
+        char why[96];
+        rz__sbx_check_why(p->check_why, why, sizeof why);
         rc = p->check_failed
-                 ? rz__error(RZ_EEXEC, "the sandbox's check failed; %s "
-                             "not started", l->exe)
+                 ? rz__error(RZ_EEXEC, "the sandbox's check failed (%s); %s "
+                             "not started", why, l->exe)
                  : rz__error(RZ_EEXEC, "cannot execute %s: %s", l->exe,
                              strerror(child_errno));
     }
@@ -820,7 +831,7 @@ static int spawn(rz_proc **out, rz_proc *p, const rz_proc_opts *opts)
         p->check_failed = false;
         p->input_off = 0;   /* its stdin pipe went with it */
         rz__sbx_finish(&p->sbx, NULL);
-        rc = rz__sbx_check_failed();
+        rc = rz__sbx_check_failed(p->check_why);
         launch_free(&l);
         memset(&l, 0, sizeof l);
         if (rc == RZ_OK)

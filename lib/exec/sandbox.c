@@ -1725,13 +1725,29 @@ static void helper_end_if_idle(void)
         rz__sbx_helper_end();
 }
 
+void rz__sbx_check_why(int why, char *buf, size_t cap)
+{
+    int st = why < 0 ? -1 - why : 0;
+    if (why > 0)
+        snprintf(buf, cap, "%s", strerror(why));
+    else if (why < 0 && WIFEXITED(st))
+        snprintf(buf, cap, "exit status %d", WEXITSTATUS(st));
+    else if (why < 0 && WIFSIGNALED(st))
+        snprintf(buf, cap, "killed by signal %d", WTERMSIG(st));
+    else
+        snprintf(buf, cap, "no reason given");
+}
+
+static char broken_why[96];   /* set before sb.broken */
+
 static int broken_error(void)
 {
     return rz__error(RZ_EEXEC, "the sandbox stopped working: the sandbox "
-                     "helper's check failed and bubblewrap cannot take over");
+                     "helper's check failed (%s) and bubblewrap cannot take "
+                     "over", broken_why);
 }
 
-int rz__sbx_check_failed(void)
+int rz__sbx_check_failed(int why)
 {
     pthread_mutex_lock(&check_mu);
     if (sb.helper && !atomic_load(&helper_checked)) {
@@ -1742,8 +1758,11 @@ int rz__sbx_check_failed(void)
              * their check): bwrap's options are set before it is used.
              * Without bwrap the steps fail: a run asked to be sandboxed
              * never goes on without one (sb.ok stays). */
-            status_add("%s", "the sandbox helper cannot start here; using "
-                       "bubblewrap");
+            char text[96];
+            rz__sbx_check_why(why, text, sizeof text);
+            status_add("the sandbox helper's check failed (%s): using "
+                       "bubblewrap", text);
+            snprintf(broken_why, sizeof broken_why, "%s", text);
             if (!probe_bwrap(geteuid() == 0))
                 atomic_store(&sb.broken, true);
             sb.helper = false;

@@ -119,7 +119,7 @@ RZ_HIDDEN void rz__sbx_test_probe_hold(int where, int note, int hold);
 /* Helper mode: the program of the sandbox's check the next step asks for
  * (see "the helper's check" in sandbox.c and rz__sbx_launch), or NULL
  * once one has passed. rz__sbx_check_passed: one has (the error pipe said
- * anything but RZ__SBX_CHECK_FAILED). rz__sbx_check_failed: one failed
+ * RZ__SBX_CHECK_OK). rz__sbx_check_failed: one failed, for `why`
  * (its step unstarted, its cell given back): the helper's own step
  * decides whether the helper is kept or let go for bubblewrap; either way
  * the step is to be prepared again (RZ_OK), unless bubblewrap cannot take
@@ -130,7 +130,9 @@ RZ_HIDDEN const char *rz__sbx_check_exe(void);
  * helper's own step (NULL: "/bin/true"). */
 RZ_HIDDEN void rz__sbx_test_check_exe(const char *in_step, const char *alone);
 RZ_HIDDEN void rz__sbx_check_passed(void);
-RZ_HIDDEN int rz__sbx_check_failed(void);
+RZ_HIDDEN int rz__sbx_check_failed(int why);
+/* `why` after RZ__SBX_CHECK_FAILED in words ("exit status 1"). */
+RZ_HIDDEN void rz__sbx_check_why(int why, char *buf, size_t cap);
 RZ_HIDDEN unsigned rz__sbx_changes(void);
 /* 1 if a bwrap program is on PATH, usable or not. */
 RZ_HIDDEN int rz__sbx_installed(void);

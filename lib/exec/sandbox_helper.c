@@ -1570,10 +1570,17 @@ static int step_mounts(const step *s)
  * has not passed yet: a failure says so, not its errno. */
 static bool checking;
 
+static int check_status = -1;   /* the check's wait status, once ended */
+
+/* Checking: RZ__SBX_CHECK_FAILED, then why (rz__sbx_launch); else the
+ * errno. */
 static _Noreturn void fail_to(int errpipe)
 {
-    int e = checking ? RZ__SBX_CHECK_FAILED : errno ? errno : EIO;
-    ssize_t w = write(errpipe, &e, sizeof e);
+    int e = errno ? errno : EIO;
+    int v[2] = { RZ__SBX_CHECK_FAILED, check_status >= 0 ? -1 - check_status
+                                                         : e };
+    ssize_t w = checking ? write(errpipe, v, sizeof v)
+                         : write(errpipe, &e, sizeof e);
     (void)w;
     _exit(127);
 }
@@ -2121,6 +2128,8 @@ static bool check_passes(void)
     while (check_pid > 0 && waitpid(check_pid, &status, 0) < 0 &&
            errno == EINTR)
         ;
+    if (check_pid > 0)
+        check_status = status;
     return check_pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 

@@ -77,7 +77,8 @@ typedef struct rz__sbx_launch {
     const char *check_exe;
 } rz__sbx_launch;
 
-/* What the error pipe says when a step's check (above) failed. */
+/* What the error pipe says when a step's check (above) failed, followed
+ * by why: an errno (> 0), or -1 - the check's wait status. */
 #define RZ__SBX_CHECK_FAILED (INT32_MIN + 2)
 /* What it says first when the check passed (the step's own exec error, if
  * any, follows): only this counts as a pass, not an init that ended

@@ -422,7 +422,8 @@ static void test_failed_check_lets_the_helper_go(void **state)
         rz__sbx_test_check_exe("/bin/false", "/bin/false");
         pid_t helper = rz_sandbox_available() ? rz__sbx_helper_pid() : -1;
         int code = check_child("/bin/false", "/bin/false",
-                               "the sandbox helper cannot start here", 1);
+                               "the sandbox helper's check failed (exit "
+                               "status 1): using bubblewrap", 1);
         /* Let go, it is gone (reaped: no such process). */
         if (code == EXITED && (rz__sbx_helper_pid() > 0 ||
                                (helper > 0 && kill(helper, 0) == 0)))
@@ -495,7 +496,8 @@ static int broken_child(void)
         rz_proc *p = NULL;
         int rc = rz_proc_spawn(&p, &o);
         const char *m = rz_error_last()->message;
-        if (rc != RZ_EEXEC || !strstr(m, "the sandbox stopped working")) {
+        if (rc != RZ_EEXEC || !strstr(m, "the sandbox stopped working") ||
+            !strstr(m, "(exit status 1)")) {
             fprintf(stderr, "try %d: rc %d: %s\n", i, rc, m);
             code = 4 + i;
         }
