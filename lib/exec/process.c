@@ -70,6 +70,7 @@ struct rz_proc {
     bool sandboxed;            /* the child is bwrap */
     bool check_failed;         /* the sandbox's check: see spawn */
     int check_why;             /* why it failed (RZ__SBX_CHECK_FAILED) */
+    bool unchecked;            /* started again without the check */
     rz__sbx sbx;               /* its cgroup and descriptors */
     rz__sbx_report hit;        /* limits the cgroup enforced */
     uint32_t cpus, scratch_mb, pids_max; /* sandbox limits, 0: defaults */
@@ -683,7 +684,7 @@ static int helper_start(rz_proc *p, const launch *l, const int stdio[3],
         .cpu = l->cpu, .limit_as = l->limit_as,
         .limit_cpu = l->limit_cpu, .out_cap = p->max_output,
         .file_cap = p->file_cap, .files_cap = p->files_cap,
-        .check_exe = rz__sbx_check_exe(),
+        .check_exe = p->unchecked ? NULL : rz__sbx_check_exe(),
     };
     int rc = rz__sbx_spawn(pid, &p->sbx, &sl, stdio, ep[1]);
     if (rc == RZ_OK)
@@ -831,7 +832,7 @@ static int spawn(rz_proc **out, rz_proc *p, const rz_proc_opts *opts)
         p->check_failed = false;
         p->input_off = 0;   /* its stdin pipe went with it */
         rz__sbx_finish(&p->sbx, NULL);
-        rc = rz__sbx_check_failed(p->check_why);
+        rc = rz__sbx_check_failed(p->check_why, &p->unchecked);
         launch_free(&l);
         memset(&l, 0, sizeof l);
         if (rc == RZ_OK)

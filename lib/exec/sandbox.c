@@ -1694,12 +1694,14 @@ unsigned rz__sbx_changes(void)
     return atomic_load(&sbx_changes);
 }
 
-static bool helper_works(void)
+/* Whether the helper's own step runs: 1 yes, 0 no, -1 it could not be
+ * tried (no free uid, no folder): that says nothing of the helper. */
+static int helper_works(void)
 {
     uint32_t uid = uid_reserve(0);
     char *dir = NULL;
-    bool ok = uid && rz__exec_mkdtemp(NULL, &dir) == RZ_OK &&
-              probe_step(uid, dir);
+    int ok = !uid || rz__exec_mkdtemp(NULL, &dir) != RZ_OK ? -1
+                                                           : probe_step(uid, dir);
     if (uid)
         probe_uid_drop(uid);
     rz__exec_rm_tree(dir);
@@ -1747,12 +1749,16 @@ static int broken_error(void)
                      "over", broken_why);
 }
 
-int rz__sbx_check_failed(int why)
+int rz__sbx_check_failed(int why, bool *unchecked)
 {
+    *unchecked = false;
     pthread_mutex_lock(&check_mu);
     if (sb.helper && !atomic_load(&helper_checked)) {
-        if (helper_works()) {
+        int works = helper_works();
+        if (works > 0) {
             atomic_store(&helper_checked, true);
+        } else if (works < 0) {
+            *unchecked = true;   /* its own error shows; the next checks */
         } else {
             /* Steps started meanwhile still go to the helper (and fail
              * their check): bwrap's options are set before it is used.

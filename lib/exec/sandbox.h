@@ -122,15 +122,17 @@ RZ_HIDDEN void rz__sbx_test_probe_hold(int where, int note, int hold);
  * RZ__SBX_CHECK_OK). rz__sbx_check_failed: one failed, for `why`
  * (its step unstarted, its cell given back): the helper's own step
  * decides whether the helper is kept or let go for bubblewrap; either way
- * the step is to be prepared again (RZ_OK), unless bubblewrap cannot take
- * over: then RZ_EEXEC, for this step and every later one. rz__sbx_changes: how many times what
- * the probe found changed so (0 at first). */
+ * the step is to be prepared again (RZ_OK; *unchecked: started without a
+ * check, the helper's own step could not be tried), unless bubblewrap
+ * cannot take over: then RZ_EEXEC, for this step and every later one.
+ * rz__sbx_changes: how many times what the probe found changed so (0 at
+ * first). */
 RZ_HIDDEN const char *rz__sbx_check_exe(void);
 /* Tests only: the check's program in a step's sandbox, and in the
  * helper's own step (NULL: "/bin/true"). */
 RZ_HIDDEN void rz__sbx_test_check_exe(const char *in_step, const char *alone);
 RZ_HIDDEN void rz__sbx_check_passed(void);
-RZ_HIDDEN int rz__sbx_check_failed(int why);
+RZ_HIDDEN int rz__sbx_check_failed(int why, bool *unchecked);
 /* `why` after RZ__SBX_CHECK_FAILED in words ("exit status 1"). */
 RZ_HIDDEN void rz__sbx_check_why(int why, char *buf, size_t cap);
 RZ_HIDDEN unsigned rz__sbx_changes(void);

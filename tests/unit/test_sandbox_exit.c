@@ -362,12 +362,15 @@ static int check_child(const char *in_step, const char *alone,
 
 /* As check_child("/bin/false", "/bin/false", ...), the input a file in
  * the step's scratch (in/request.json, 0600, as the runner writes it):
- * bubblewrap, taking over, must still read it. */
-static int file_child(void)
+ * bubblewrap, taking over, must still read it. `untried`: the helper's
+ * own step cannot be tried (TMPDIR missing), so the helper is kept. */
+static int file_child(bool untried)
 {
     rz__sbx_test_check_exe("/bin/false", "/bin/false");
     if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0)
         return SKIPPED;
+    if (untried)
+        setenv("TMPDIR", "/nonexistent/rz-test", 1);
     static const char in[] = "{\"a\":1}";
     char scratch[] = "/tmp/rz-chkin-XXXXXX", path[96], out[96];
     if (!mkdtemp(scratch))
@@ -396,7 +399,7 @@ static int file_child(void)
         r = rz_proc_poll(p, 100);
     const char *outs = rz_proc_outputs(p);
     bool ok = r == 1 && rz_proc_exit_code(p) == 0 && outs &&
-              strcmp(outs, in) == 0 && rz__sbx_changes() == 1;
+              strcmp(outs, in) == 0 && rz__sbx_changes() == (untried ? 0 : 1);
     if (!ok)
         fprintf(stderr, "exit %d, outputs %s\n", rz_proc_exit_code(p),
                 outs ? outs : "-");
@@ -446,7 +449,7 @@ static void test_failed_check_leaves_the_input_readable(void **state)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0)
-        _exit(file_child());
+        _exit(file_child(false));
     int code = child_code(pid);
     if (code == SKIPPED)
         skip();
@@ -540,6 +543,28 @@ static void test_failed_check_keeps_a_working_helper(void **state)
     if (pid == 0) {
         int code = check_child("/bin/false", NULL, NULL, 0);
         _exit(code == EXITED && rz__sbx_check_exe() ? 6 : code);
+    }
+    int code = child_code(pid);
+    if (code == SKIPPED)
+        skip();
+    assert_int_equal(code, EXITED);
+}
+
+/* The helper's own step cannot be tried after the check fails (no
+ * folder for it: TMPDIR missing; the step's scratch is the test's). That
+ * says nothing of the helper: it is kept, the step started again in it
+ * without a check, and the next step is still checked. */
+static void test_untried_helper_is_kept(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int code = file_child(true);
+        _exit(code == EXITED && !rz__sbx_check_exe() ? 6 : code);
     }
     int code = child_code(pid);
     if (code == SKIPPED)
@@ -714,6 +739,7 @@ int main(void)
         cmocka_unit_test(test_failed_check_leaves_the_input_readable),
         cmocka_unit_test(test_failed_check_keeps_a_working_helper),
         cmocka_unit_test(test_failed_check_and_bwrap_fail_the_step),
+        cmocka_unit_test(test_untried_helper_is_kept),
         cmocka_unit_test(test_first_record_before_the_probe_ends),
         cmocka_unit_test(test_first_cell_joins_before_the_root),
     };
