@@ -231,6 +231,9 @@ static void test_probe_sweeps_a_dead_probes_cgroup(void **state)
         bool left = access(dir, F_OK) == 0;
         if (left)
             rmdir(dir);
+        /* No cgroups of its own (v2 without delegation): nothing swept. */
+        if (!rz__sbx_has_cgroup())
+            _exit(SKIPPED);
         _exit(left ? 3 : EXITED);
     }
     int code = child_code(pid);
