@@ -908,9 +908,6 @@ static int cg_remove(const char *dir)
     return -1;
 }
 
-/* A runner killed before its steps ended (kill -9) leaves their cgroups
- * behind, named rz-PID-SEQ: remove those of processes that are gone, so
- * they neither pile up nor collide with a later process given that PID. */
 /* The pid in a folder name of ours: a cell's rz-PID-SEQ, or can_nest's
  * rz-probe-PID (left when exit cut a probe short there); 0 if neither. */
 static long cg_maker(const char *name)
@@ -924,6 +921,9 @@ static long cg_maker(const char *name)
     return 0;
 }
 
+/* A runner killed before its steps ended (kill -9) leaves their cgroups
+ * behind, named rz-PID-SEQ: remove those of processes that are gone, so
+ * they neither pile up nor collide with a later process given that PID. */
 static void cg_sweep(const char *base)
 {
     DIR *d = opendir(base);

@@ -3047,6 +3047,10 @@ static void helper_exec(int s, int life, bool with_early)
     argv[n] = NULL;
     program_env(env, sizeof env / sizeof *env);
     fexecve(prog, argv, env);
+    /* Refused: the copy goes on, its descriptors close-on-exec again (a
+     * step's exec must not inherit them). */
+    for (size_t i = 0; i < n_keep; i++)
+        fcntl(keep[i], F_SETFD, FD_CLOEXEC);
 }
 
 /* The program's template (tmpl_fd's memfd, closed); 0 or -1. */

@@ -2319,10 +2319,6 @@ static void helper_program_is(bool own)
     }
 }
 
-/* The helper and its cells, whose clones are the steps' inits, are the
- * helper's own small program exec'd from a memfd, not copies of the
- * runner: none maps the runner's program. Where that exec is refused the
- * helper goes on as the runner's copy, and steps run all the same. */
 /* vm.memfd_noexec=2 refuses to run a memory file: the helper goes on
  * as the runner's copy there. */
 static bool memfd_exec_refused(void)
@@ -2337,6 +2333,10 @@ static bool memfd_exec_refused(void)
     return v == 2;
 }
 
+/* The helper and its cells, whose clones are the steps' inits, are the
+ * helper's own small program exec'd from a memfd, not copies of the
+ * runner: none maps the runner's program. Where that exec is refused the
+ * helper goes on as the runner's copy, and steps run all the same. */
 static void test_sandbox_helper_own_program(void **state)
 {
     (void)state;
