@@ -2333,6 +2333,14 @@ static bool memfd_exec_refused(void)
     return v == 2;
 }
 
+/* The hook reset even when an assertion of the test fails, so the later
+ * tests' helpers run the own program. */
+static int teardown_own_program(void **state)
+{
+    rz__sbx_test_no_program(false);
+    return teardown_tmp(state);
+}
+
 /* The helper and its cells, whose clones are the steps' inits, are the
  * helper's own small program exec'd from a memfd, not copies of the
  * runner: none maps the runner's program. Where that exec is refused the
@@ -3827,7 +3835,8 @@ static const struct CMUnitTest helper_tests[] = {
     T(test_hostile_submount_read_only),
     T(test_sandbox_signals_default),
     T(test_sandbox_runner_ignored_signal_kept),
-    T(test_sandbox_helper_own_program),
+    cmocka_unit_test_setup_teardown(test_sandbox_helper_own_program,
+                                    setup_tmp, teardown_own_program),
     T(test_sandbox_cell_lower_limit_after_tmp),
     T(test_sandbox_mem_bytes),
     T(test_sandbox_start_lost_answer),
