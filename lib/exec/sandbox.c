@@ -128,14 +128,21 @@ static struct {
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 static atomic_uint cg_seq;
 
+/* Where status_add writes: sb.status during the probe; a copy of it
+ * while a failed check changes what the probe found (rz__sbx_check_failed),
+ * published once written (status_shown), as others may read the status. */
+#define STATUS_CAP sizeof sb.status
+static char *status_at = sb.status;
+static _Atomic(const char *) status_shown;
+
 static void status_add(const char *fmt, const char *arg)
 {
-    size_t n = strlen(sb.status);
-    if (n + 3 >= sizeof sb.status)
+    size_t n = strlen(status_at);
+    if (n + 3 >= STATUS_CAP)
         return;
     if (n)
-        n += (size_t)snprintf(sb.status + n, sizeof sb.status - n, "; ");
-    snprintf(sb.status + n, sizeof sb.status - n, fmt, arg);
+        n += (size_t)snprintf(status_at + n, STATUS_CAP - n, "; ");
+    snprintf(status_at + n, STATUS_CAP - n, fmt, arg);
 }
 
 static char *find_bwrap(void)
@@ -1749,6 +1756,29 @@ static int broken_error(void)
                      "over", broken_why);
 }
 
+/* A copy of the status to add to (status_at), never one a reader may hold;
+ * caller holds check_mu. Out of memory: nothing is added. */
+static char status_none[sizeof sb.status];   /* a sink */
+
+static void status_begin(void)
+{
+    const char *now = atomic_load(&status_shown);
+    char *copy = malloc(STATUS_CAP);
+    if (copy)
+        memcpy(copy, now ? now : sb.status, STATUS_CAP);
+    else
+        status_none[0] = '\0';
+    status_at = copy ? copy : status_none;
+}
+
+/* The copy shown from now on (the one it replaces is kept: a reader may
+ * hold it). */
+static void status_end(void)
+{
+    if (status_at != status_none)
+        atomic_store(&status_shown, status_at);
+}
+
 int rz__sbx_check_failed(int why, bool *unchecked)
 {
     *unchecked = false;
@@ -1766,11 +1796,13 @@ int rz__sbx_check_failed(int why, bool *unchecked)
              * never goes on without one (sb.ok stays). */
             char text[96];
             rz__sbx_check_why(why, text, sizeof text);
+            status_begin();
             status_add("the sandbox helper's check failed (%s): using "
                        "bubblewrap", text);
             snprintf(broken_why, sizeof broken_why, "%s", text);
             if (!probe_bwrap(geteuid() == 0))
                 atomic_store(&sb.broken, true);
+            status_end();
             sb.helper = false;
             atomic_store(&helper_let_go, true);
             helper_end_if_idle();
@@ -1796,7 +1828,9 @@ int rz__sbx_installed(void)
 const char *rz__sbx_status(void)
 {
     pthread_once(&probe_once, probe);
-    return sb.status[0] ? sb.status : NULL;
+    const char *st = atomic_load(&status_shown);
+    st = st ? st : sb.status;
+    return st[0] ? st : NULL;
 }
 
 int rz__sbx_has_cgroup(void)
