@@ -98,6 +98,9 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static int sock = -1;           /* to the helper; -1: not running */
 static int life_w = -1;         /* closes when the runner exits */
 static pid_t helper = -1;
+static int copy_r = -1;         /* a byte here: the helper is the runner's
+                                 * copy (its program's exec refused) */
+static bool own_program;        /* the helper that answered runs it */
 static rz__sbx_tmpl tmpl;       /* borrowed from sandbox.c, for restarts */
 static bool starting;           /* forked; its first answer not read */
 static pid_t early = -1;        /* the helper's early zygote (our child)
@@ -150,6 +153,9 @@ static void helper_stop(void)
             ;
     }
     helper = -1;
+    if (copy_r >= 0)
+        close(copy_r);
+    copy_r = -1;
     if (starting)   /* its early zygote not heard of yet */
         early = early_forked();
     starting = false;
@@ -194,16 +200,25 @@ static int helper_fork_locked(bool with_early)
         *early_seen = 0;
     const char *net = getenv("RHIZOS_SANDBOX_NET");   /* read per start */
     fresh_net = !net || strcmp(net, "cell") != 0;   /* see sandbox.c */
+    int cp[2] = { -1, -1 };
+    if (pipe2(cp, O_CLOEXEC | O_NONBLOCK) != 0)
+        cp[0] = cp[1] = -1;
     pid_t pid = fork();
     if (pid == 0) {
         close(sv[0]);
         close(life[1]);
         helper_exec(sv[1], life[0], with_early && early_seen);   /* or: */
+        (void)!write(cp[1], "c", 1);   /* before its first answer */
         helper_main(sv[1], life[0], with_early && early_seen);
     }
     int e = errno;
     close(sv[1]);
     close(life[0]);
+    if (cp[1] >= 0)
+        close(cp[1]);
+    if (copy_r >= 0)
+        close(copy_r);
+    copy_r = cp[0];
     if (pid < 0) {
         close(sv[0]);
         close(life[1]);
@@ -238,6 +253,11 @@ static int helper_ready_locked(void)
     }
     starting = false;
     early = early_forked();
+    char c;
+    own_program = copy_r >= 0 && read(copy_r, &c, 1) != 1;
+    if (copy_r >= 0)
+        close(copy_r);
+    copy_r = -1;
     return 0;
 }
 
@@ -284,6 +304,14 @@ void rz__sbx_helper_end(void)
     ended = true;
     helper_stop();
     pthread_mutex_unlock(&mu);
+}
+
+bool rz__sbx_helper_own_program(void)
+{
+    pthread_mutex_lock(&mu);
+    bool own = helper > 0 && own_program;
+    pthread_mutex_unlock(&mu);
+    return own;
 }
 
 pid_t rz__sbx_helper_pid(void)

@@ -161,6 +161,9 @@ RZ_HIDDEN void rz__sbx_test_no_program(bool on);
  * holds (its root, pooled namespaces, early zygote); later calls fail. */
 RZ_HIDDEN void rz__sbx_helper_end(void);
 RZ_HIDDEN pid_t rz__sbx_helper_pid(void);
+/* Whether the running helper is its own program (its exec from the memfd
+ * worked), not the runner's copy. */
+RZ_HIDDEN bool rz__sbx_helper_own_program(void);
 
 /* The helper as a program of its own (rz-sandbox, see helper_exec):
  * its bytes, embedded in the library (empty in the program itself), and

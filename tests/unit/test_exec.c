@@ -2319,20 +2319,6 @@ static void helper_program_is(bool own)
     }
 }
 
-/* vm.memfd_noexec=2 refuses to run a memory file: the helper goes on
- * as the runner's copy there. */
-static bool memfd_exec_refused(void)
-{
-    FILE *f = fopen("/proc/sys/vm/memfd_noexec", "r");
-    int v = 0;
-    if (f) {
-        if (fscanf(f, "%d", &v) != 1)
-            v = 0;
-        fclose(f);
-    }
-    return v == 2;
-}
-
 /* The hook reset even when an assertion of the test fails, so the later
  * tests' helpers run the own program. */
 static int teardown_own_program(void **state)
@@ -2355,10 +2341,11 @@ static void test_sandbox_helper_own_program(void **state)
     cJSON_Delete(run_outputs(&o, "echo '{}'"));
     if (rz__sbx_helper_pid() <= 0)
         skip();   /* bwrap */
-    helper_program_is(!memfd_exec_refused());
+    helper_program_is(rz__sbx_helper_own_program());
     rz__sbx_test_no_program(true);
     helper_restart();
     cJSON *j = run_outputs(&o, "echo '{\"ran\":1}'");
+    assert_false(rz__sbx_helper_own_program());
     helper_program_is(false);
     rz__sbx_test_no_program(false);
     helper_restart();
