@@ -785,7 +785,7 @@ static rz_proc *proc_alloc(const rz_proc_opts *o)
     p->epfd = p->pidfd = p->timerfd = -1;
     for (size_t i = 0; i < RZ__SBX_CG_MAX; i++)
         p->sbx.procs[i] = -1;
-    p->sbx.files_info = p->sbx.files_block = p->sbx.files_fd = -1;
+    p->sbx.files_info = p->sbx.files_block = p->sbx.files_fd = p->sbx.pid_ns = -1;
     p->in_fd = p->out_fd = p->err_fd = -1;
     p->max_output = o->max_output ? o->max_output : RZ_PROC_DEFAULT_MAX_OUTPUT;
     p->max_log = o->max_log ? o->max_log : RZ_PROC_DEFAULT_MAX_LOG;

@@ -858,6 +858,14 @@ static void cg_mem_settle(const char *dir, unsigned long long mem)
     }
 }
 
+/* rz__sbx_test_mem_busy (tests only): memory limit writes to refuse. */
+static atomic_int test_mem_busy;
+
+int rz__sbx_test_mem_busy(int n)
+{
+    return atomic_exchange(&test_mem_busy, n);
+}
+
 static int cg_limits(const rz__sbx *s, const rz__sbx_opts *o,
                      const char *dir, int kind)
 {
@@ -865,8 +873,14 @@ static int cg_limits(const rz__sbx *s, const rz__sbx_opts *o,
     unsigned long long mem = (unsigned long long)s->memory_mb << 20;
     (void)o;
     uint32_t cpus = s->cpus ? s->cpus : 1;
-    if (sb.cg_version == 2 || kind == CG_MEMORY)
+    if (sb.cg_version == 2 || kind == CG_MEMORY) {
         cg_mem_settle(dir, mem);
+        if (atomic_load(&test_mem_busy) > 0 &&
+            atomic_fetch_sub(&test_mem_busy, 1) > 0) {
+            errno = EBUSY;
+            return -1;
+        }
+    }
     if (sb.cg_version == 2) {
         snprintf(v, sizeof v, "%llu", mem);
         if (write_at(dir, "memory.max", v) != 0)
@@ -1189,7 +1203,7 @@ static void sbx_blank(rz__sbx *s)
     memset(s, 0, sizeof *s);
     for (size_t i = 0; i < RZ__SBX_CG_MAX; i++)
         s->procs[i] = -1;
-    s->files_info = s->files_block = s->files_fd = -1;
+    s->files_info = s->files_block = s->files_fd = s->pid_ns = -1;
 }
 
 static void probe_uid_drop(uint32_t uid);
@@ -1239,36 +1253,23 @@ static void ahead_take(rz__sbx *t, uint32_t uid)
     pthread_mutex_unlock(&cells_mu);
 }
 
-/* A free cell (made when none is), its limits set for this step. */
-static int cell_take(rz__sbx *s, const rz__sbx_opts *o)
+/* Cell `c`'s limits set for this step, its counters' values before it
+ * noted; RZ_OK or an error, *busy set when a memory limit was refused for
+ * what the cell still holds (cgroup v1's EBUSY: an ended step's /tmp
+ * still charged to it past cg_mem_settle's wait). */
+static int cell_limits(rz__sbx *s, const rz__sbx_opts *o, cell *c, bool *busy)
 {
-    const size_t max = sb.uid_count;   /* one uid per cell */
-    pthread_mutex_lock(&cells_mu);
-    size_t i = 0;
-    while (i < max && !(cells[i] && !cells[i]->busy))   /* not reserved */
-        i++;
-    if (i < max)
-        cells[i]->busy = true;
-    pthread_mutex_unlock(&cells_mu);
-    if (i == max) {
-        int rc = cell_add(s, o, &i);
-        if (rc != RZ_OK)
-            return rc;
-    }
-    cell *c = cells[i];
-    s->in_cell = true;
-    s->cell = i;
-    s->n_cg = c->n_cg;
-    s->oom0 = s->pids0 = 0;
     bool same = c->known && c->memory_mb == s->memory_mb &&
                 c->pids_max == s->pids_max && c->cpus == s->cpus;
     c->known = false;   /* until every write below has been done */
     for (size_t k = 0; k < c->n_cg; k++) {
         s->cg[k] = c->cg[k];
         s->cg_kind[k] = c->kind[k];
-        if (!same && cg_limits(s, o, c->cg[k], c->kind[k]) != 0)
+        if (!same && cg_limits(s, o, c->cg[k], c->kind[k]) != 0) {
+            *busy = errno == EBUSY;
             return rz__error(RZ_EIO, "cgroup %s: %s", c->cg[k],
                              strerror(errno));
+        }
         long long v = cg_counter(c->cg[k], c->kind[k], true);
         s->oom0 = v > s->oom0 ? v : s->oom0;
         v = cg_counter(c->cg[k], c->kind[k], false);
@@ -1279,6 +1280,40 @@ static int cell_take(rz__sbx *s, const rz__sbx_opts *o)
     c->cpus = s->cpus;
     c->known = true;
     return RZ_OK;
+}
+
+static void cell_release(rz__sbx *s, bool drop);
+
+/* A free cell (made when none is), its limits set for this step. A cell
+ * whose memory cannot be lowered yet (what its last step left, on its way
+ * out, slower than the settle's wait) is dropped and a new one made: the
+ * step starts all the same, at most one cell later. */
+static int cell_take(rz__sbx *s, const rz__sbx_opts *o)
+{
+    const size_t max = sb.uid_count;   /* one uid per cell */
+    for (int fresh = 0;; fresh++) {
+        size_t i = fresh ? max : 0;
+        pthread_mutex_lock(&cells_mu);
+        while (i < max && !(cells[i] && !cells[i]->busy))   /* not reserved */
+            i++;
+        if (i < max)
+            cells[i]->busy = true;
+        pthread_mutex_unlock(&cells_mu);
+        if (i == max) {
+            int rc = cell_add(s, o, &i);
+            if (rc != RZ_OK)
+                return rc;
+        }
+        s->in_cell = true;
+        s->cell = i;
+        s->n_cg = cells[i]->n_cg;
+        s->oom0 = s->pids0 = 0;
+        bool busy = false;
+        int rc = cell_limits(s, o, cells[i], &busy);
+        if (rc == RZ_OK || !busy || fresh)
+            return rc;
+        cell_release(s, true);
+    }
 }
 
 /* Give the cell back (or drop it, its zygote gone); s forgets it. */
@@ -1343,8 +1378,11 @@ static void cell_finish(rz__sbx *s, rz__sbx_report *r)
         if (r && pids > s->pids0)
             r->pids_hit = true;
     }
+    struct stat ns;
     if (s->n_cg > 0)
-        kill_members_but(s->cg[0], zpid, spare, s->pid_ns);
+        kill_members_but(s->cg[0], zpid, spare,
+                         s->pid_ns >= 0 && fstat(s->pid_ns, &ns) == 0
+                             ? (uint64_t)ns.st_ino : 0);
     rz__sbx_helper_cell_done(cells[s->cell]->zsock);
     cell_release(s, false);
 }
@@ -1846,7 +1884,7 @@ int rz__sbx_prepare(rz__sbx *s, rz__argv *a, const rz__sbx_opts *o)
     memset(s, 0, sizeof *s);
     for (size_t i = 0; i < RZ__SBX_CG_MAX; i++)
         s->procs[i] = -1;
-    s->files_info = s->files_block = s->files_fd = -1;
+    s->files_info = s->files_block = s->files_fd = s->pid_ns = -1;
     if (!rz__sbx_available())
         return rz__error(RZ_EUNSUPPORTED, "sandbox not available");
     if (atomic_load(&sb.broken))
@@ -2033,6 +2071,9 @@ void rz__sbx_finish(rz__sbx *s, rz__sbx_report *r)
     rz__sbx_started(s);
     if (s->in_cell)
         cell_finish(s, r);
+    if (s->pid_ns >= 0)
+        close(s->pid_ns);
+    s->pid_ns = -1;
     for (size_t i = 0; i < s->n_cg; i++) {
         const char *dir = s->cg[i];
         bool mem = sb.cg_version == 2 || s->cg_kind[i] == CG_MEMORY;

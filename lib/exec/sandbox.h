@@ -91,8 +91,8 @@ typedef struct rz__sbx {
     bool in_cell;              /* helper: cg[] are cell `cell`'s, borrowed */
     size_t cell;
     long long oom0, pids0;     /* the cell's counters before the step */
-    uint64_t pid_ns;           /* helper: the step's pid namespace (its
-                                * inode), 0 if unknown */
+    int pid_ns;                /* helper: the step's pid namespace, held
+                                * (its inode number its alone), or -1 */
     uint32_t cpus;
     char *moddir;              /* helper: the module folder, or NULL */
     int network;
@@ -169,6 +169,10 @@ RZ_HIDDEN void rz__sbx_uid_range(uint32_t *first, uint32_t *count);
 /* Tests only (hidden; no environment reaches it): every idle cell freed,
  * and new cells made with cgroups (as the probe found) or without. */
 RZ_HIDDEN void rz__sbx_test_cells(bool cgroups);
+/* Tests: the next `n` memory limit writes fail with EBUSY, as cgroup v1's
+ * do while the cell holds more than the new limit; how many of the last
+ * call's were left. */
+RZ_HIDDEN int rz__sbx_test_mem_busy(int n);
 /* bwrap with a files tmpfs, once bwrap runs: its folder opened from the
  * host (through /proc/PID/root, before the step starts: bwrap waits on
  * --block-fd), so it outlives the sandbox; then the step let go. RZ_OK

@@ -781,21 +781,21 @@ static pid_t reap_unstarted(int go)
     return init;
 }
 
-/* The inode of `pid`'s pid namespace, 0 if it cannot be read. */
-static uint64_t pid_ns_of(pid_t pid)
+/* `pid`'s pid namespace, held open, or -1: while held its inode number is
+ * its alone (an ended namespace's number goes to the next one made). */
+static int pid_ns_of(pid_t pid)
 {
     char path[64];
-    struct stat st;
     snprintf(path, sizeof path, "/proc/%ld/ns/pid", (long)pid);
-    return stat(path, &st) == 0 ? (uint64_t)st.st_ino : 0;
+    return open(path, O_RDONLY | O_CLOEXEC);
 }
 
 /* One try: a fresh go socket, the request, and 'g' once the pid is ours;
  * as exchange(). fds[FD_GO_SLOT] is set here. *ns (if not NULL): the
- * init's pid namespace, read while it waits for the 'g' (it cannot have
- * ended), the step's for good. */
+ * init's pid namespace, opened while it waits for the 'g' (it cannot have
+ * ended), the step's for good; the caller's to close. */
 static int send_once(int to, int *fds, size_t n, pid_t *pid, pid_t *spare,
-                     uint64_t *ns)
+                     int *ns)
 {
     int go[2], on = 1;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, go) != 0)
@@ -829,7 +829,7 @@ static int send_once(int to, int *fds, size_t n, pid_t *pid, pid_t *spare,
  * (the answer lost), the step did not run (see send_once): -EPIPE, and
  * it may be sent again (the caller takes another cell). */
 static int send_step(int cell, int *fds, size_t n, pid_t *pid,
-                     pid_t *spare, uint64_t *ns, char *why, size_t why_len)
+                     pid_t *spare, int *ns, char *why, size_t why_len)
 {
     if (cell >= 0) {
         /* The cell is this step's alone: no lock. Its zygote gone, the
@@ -871,12 +871,12 @@ static int send_step(int cell, int *fds, size_t n, pid_t *pid,
 
 int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
                          const int stdio[3], int errpipe, int cell,
-                         pid_t *spare, uint64_t *ns, char *why,
+                         pid_t *spare, int *ns, char *why,
                          size_t why_len)
 {
     *pid = -1;
     if (ns)
-        *ns = 0;
+        *ns = -1;
     int fds[MAX_FDS], n = 0, rc = 0;
     binds b = { .n = 0 };
     if (l->n_cg > 3)

@@ -99,12 +99,12 @@ RZ_HIDDEN int rz__sbx_helper_ready(void);
 /* Start a step; *pid is the runner's child to wait for. The descriptors
  * are borrowed (the caller closes its copies). `spare` (a cell's; NULL
  * for the helper) is where the cell's spare init is kept track of: see
- * rz__sbx_helper_cell_end. *ns (if not NULL): the inode of the step's pid
- * namespace (/proc/PID/ns/pid), 0 if unknown. 0, or -errno with the
- * reason in why. */
+ * rz__sbx_helper_cell_end. *ns (if not NULL): the step's pid namespace
+ * (/proc/PID/ns/pid) held open, the caller's to close; -1 if unknown. 0,
+ * or -errno with the reason in why. */
 RZ_HIDDEN int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
                                    const int stdio[3], int errpipe, int cell,
-                                   pid_t *spare, uint64_t *ns, char *why,
+                                   pid_t *spare, int *ns, char *why,
                                    size_t why_len);
 /* A cell: a process of the helper's (a child of ours) that has joined the
  * cgroups whose cgroup.procs are given, and starts the steps sent on
