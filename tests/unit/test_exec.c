@@ -2793,6 +2793,17 @@ static bool netns_cookie_known(void)
 #endif
 }
 
+/* A step's report of its network namespace: its cookie ("ns"), its TCP
+ * sockets ("tcp"), whether it keeps TCP metrics ("nm": 1, none). */
+static const char net_report_sh[] =
+    "python3 -c 'import json, socket, struct; "
+    "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); "
+    "o = getattr(socket, \"SO_NETNS_COOKIE\", 71); "
+    "c = struct.unpack(\"Q\", s.getsockopt(socket.SOL_SOCKET, o, 8))[0]; "
+    "n = len(open(\"/proc/net/tcp\").readlines()) - 1; "
+    "m = int(open(\"/proc/sys/net/ipv4/tcp_no_metrics_save\").read()); "
+    "print(json.dumps({\"ns\": str(c), \"tcp\": n, \"nm\": m}))'";
+
 /* By default a cell's steps without network each get a namespace of their
  * own, never one an earlier step had: the first leaves a TCP connection
  * closing on its loopback, and neither later step sees it, nor shares a
@@ -2806,13 +2817,6 @@ static void test_sandbox_cell_net_fresh(void **state)
         !netns_cookie_known())
         skip();
     rz__sbx_test_cells(true);
-    static const char report[] =
-        "python3 -c 'import json, socket, struct; "
-        "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); "
-        "o = getattr(socket, \"SO_NETNS_COOKIE\", 71); "
-        "c = struct.unpack(\"Q\", s.getsockopt(socket.SOL_SOCKET, o, 8))[0]; "
-        "n = len(open(\"/proc/net/tcp\").readlines()) - 1; "
-        "print(json.dumps({\"ns\": str(c), \"tcp\": n}))'";
     rz_proc_opts o = RZ_PROC_OPTS_INIT;
     o.sandbox = 1;
     char ns[3][64];
@@ -2820,7 +2824,7 @@ static void test_sandbox_cell_net_fresh(void **state)
     for (int i = 0; i < 3; i++) {
         char script[800];
         snprintf(script, sizeof script, "%s%s",
-                 i == 0 ? closed_tcp_sh : "", report);
+                 i == 0 ? closed_tcp_sh : "", net_report_sh);
         cJSON *j = run_outputs(&o, script);
         snprintf(ns[i], sizeof ns[i], "%s", str_field(j, "ns"));
         tcp[i] = (int)num_field(j, "tcp");
@@ -2836,27 +2840,25 @@ static void test_sandbox_cell_net_fresh(void **state)
  * cell's loopback namespace, one at a time, when the last step left
  * nothing in it: the first leaves a TCP
  * connection closing (TIME_WAIT), so the second gets a fresh namespace
- * with no socket in it; the third, after a clean second, gets the second's.
+ * with no socket in it; the third, after a clean second, gets the second's
+ * (namespaces told by their cookies, as above).
  * A cell's namespace keeps no TCP metrics. */
 static void test_sandbox_cell_net_reuse(void **state)
 {
     (void)state;
     if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0 ||
-        system("command -v python3 >/dev/null 2>&1") != 0)
+        system("command -v python3 >/dev/null 2>&1") != 0 ||
+        !netns_cookie_known())
         skip();
     net_mode("cell");
-    static const char report[] =
-        "printf '{\"ns\": \"%s\", \"tcp\": %d, \"nm\": %d}' "
-        "$(readlink /proc/self/ns/net) $(($(wc -l < /proc/net/tcp) - 1)) "
-        "$(cat /proc/sys/net/ipv4/tcp_no_metrics_save)";
     rz_proc_opts o = RZ_PROC_OPTS_INIT;
     o.sandbox = 1;
     char ns[3][64];
     int tcp[3], nm[3];
     for (int i = 0; i < 3; i++) {
-        char script[600];
+        char script[800];
         snprintf(script, sizeof script, "%s%s",
-                 i == 0 ? closed_tcp_sh : "", report);
+                 i == 0 ? closed_tcp_sh : "", net_report_sh);
         cJSON *j = run_outputs(&o, script);
         snprintf(ns[i], sizeof ns[i], "%s", str_field(j, "ns"));
         tcp[i] = (int)num_field(j, "tcp");
