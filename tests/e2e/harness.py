@@ -185,9 +185,62 @@ def wait_until(pred, timeout, what, proc=None):
 
 
 def run(cmd, cwd=None, env=None, stdin=None, timeout=60):
-    """Run a command to its end: its CompletedProcess, output as text."""
-    return subprocess.run(cmd, cwd=cwd, env=env, input=stdin, text=True,
-                          capture_output=True, timeout=timeout)
+    """Run a command to its end: its CompletedProcess, output as text. Past
+    `timeout` the error says what was still running (hang_report)."""
+    with subprocess.Popen(cmd, cwd=cwd, env=env, text=True,
+                          stdin=subprocess.PIPE if stdin is not None else None,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
+        try:
+            out, err = p.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            report = hang_report(p)
+            p.kill()
+            out, err = p.communicate()
+            raise AssertionError("%s: no end in %s s\n%s\nstderr:\n%s" %
+                                 (cmd, timeout, report, err[-4000:])) from None
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
+
+
+def hang_report(p):
+    """What a command past its timeout left running: whether it has exited
+    (then something else holds its output pipes: communicate waits for
+    every writer), the processes holding those pipes, its descendants, and
+    each one's kernel stack (root only), and the command's threads' stacks
+    while it runs (gdb, if there)."""
+    pipes = {"pipe:[%d]" % os.fstat(f.fileno()).st_ino
+             for f in (p.stdout, p.stderr)}
+    holders, kids = set(), {}
+    for pid in (int(d) for d in os.listdir("/proc") if d.isdigit()):
+        try:
+            ppid = int(open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[1])
+            kids.setdefault(ppid, []).append(pid)
+            fds = os.listdir("/proc/%d/fd" % pid)
+            if any(os.readlink("/proc/%d/fd/%s" % (pid, fd)) in pipes for fd in fds):
+                holders.add(pid)
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, todo = set(), [p.pid]
+    while todo:
+        pid = todo.pop()
+        tree.add(pid)
+        todo += kids.get(pid, [])
+    lines = ["exited: %s; pipe holders: %s" % (p.poll(), sorted(holders - {os.getpid()}))]
+    for pid in sorted((tree | holders) - {os.getpid()}):
+        for name in ("cmdline", "stack"):
+            try:
+                lines.append("%d %s: %s" % (pid, name, open("/proc/%d/%s" % (pid, name))
+                                            .read().replace("\0", " ")))
+            except OSError as e:
+                lines.append("%d %s: %s" % (pid, name, e))
+        if pid == p.pid and p.poll() is None and shutil.which("gdb"):
+            try:
+                g = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex",
+                                    "thread apply all bt"],
+                                   capture_output=True, text=True, timeout=30)
+                lines.append(g.stdout[-6000:])
+            except subprocess.TimeoutExpired:
+                lines.append("gdb: no answer in 30 s")
+    return "\n".join(lines)
 
 
 def run_json(case, cmd, code=0, **kw):
