@@ -315,7 +315,6 @@ void rz__engine_unplace(rz_engine *e, rz__ejob *j, bool stop)
         held_remove(n, j->id);
     j->result_due = false;
     j->iv_running = false;   /* billed by time: the attempt's interval stops */
-    e->assign_dirty = true;
     if (stop)
         rz__engine_emit(e, RZ_EV_JOB_STOP, j, j->node);
 }
