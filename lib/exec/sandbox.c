@@ -858,13 +858,7 @@ static void cg_mem_settle(const char *dir, unsigned long long mem)
     }
 }
 
-/* rz__sbx_test_mem_busy (tests only): memory limit writes to refuse. */
-static atomic_int test_mem_busy;
-
-int rz__sbx_test_mem_busy(int n)
-{
-    return atomic_exchange(&test_mem_busy, n);
-}
+int (*rz__sbx_mem_limit_seam)(void);
 
 static int cg_limits(const rz__sbx *s, const rz__sbx_opts *o,
                      const char *dir, int kind)
@@ -875,8 +869,7 @@ static int cg_limits(const rz__sbx *s, const rz__sbx_opts *o,
     uint32_t cpus = s->cpus ? s->cpus : 1;
     if (sb.cg_version == 2 || kind == CG_MEMORY) {
         cg_mem_settle(dir, mem);
-        if (atomic_load(&test_mem_busy) > 0 &&
-            atomic_fetch_sub(&test_mem_busy, 1) > 0) {
+        if (rz__sbx_mem_limit_seam && rz__sbx_mem_limit_seam() != 0) {
             errno = EBUSY;
             return -1;
         }

@@ -169,10 +169,10 @@ RZ_HIDDEN void rz__sbx_uid_range(uint32_t *first, uint32_t *count);
 /* Tests only (hidden; no environment reaches it): every idle cell freed,
  * and new cells made with cgroups (as the probe found) or without. */
 RZ_HIDDEN void rz__sbx_test_cells(bool cgroups);
-/* Tests: the next `n` memory limit writes fail with EBUSY, as cgroup v1's
- * do while the cell holds more than the new limit; how many of the last
- * call's were left. */
-RZ_HIDDEN int rz__sbx_test_mem_busy(int n);
+/* Tests only: called before each memory limit write (NULL otherwise); a
+ * nonzero return fails the write with EBUSY, as cgroup v1's does while the
+ * cell holds more than the new limit. */
+RZ_HIDDEN extern int (*rz__sbx_mem_limit_seam)(void);
 /* bwrap with a files tmpfs, once bwrap runs: its folder opened from the
  * host (through /proc/PID/root, before the step starts: bwrap waits on
  * --block-fd), so it outlives the sandbox; then the step let go. RZ_OK
