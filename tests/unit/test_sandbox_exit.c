@@ -63,22 +63,6 @@ static void read_note(char *buf, size_t cap)
     buf[n] = '\0';
 }
 
-/* The child: probe on a thread, held at `where`; tell `up` what it holds,
- * then exit(EXITED) with it held. */
-static _Noreturn void child(int where, int hold, int up)
-{
-    char what[128];
-    rz__sbx_test_probe_hold(where, note[1], hold);
-    pthread_t t;
-    if (pthread_create(&t, NULL, probe_thread, NULL) != 0)
-        _exit(1);
-    read_note(what, sizeof what);
-    if (strcmp(what, "done") == 0)
-        _exit(SKIPPED);   /* no helper here: nothing held */
-    (void)!write(up, what, strlen(what) + 1);
-    exit(EXITED);
-}
-
 /* The child's exit status once it ends, within `ms`; -1 if it has not. */
 static int wait_ms(pid_t pid, int ms)
 {
@@ -93,50 +77,6 @@ static int wait_ms(pid_t pid, int ms)
     return -1;
 }
 
-static pid_t start(int where, int hold[2], int up[2], char *what, size_t cap)
-{
-    assert_int_equal(pipe(note), 0);
-    assert_int_equal(pipe(hold), 0);
-    assert_int_equal(pipe(up), 0);
-    fflush(NULL);   /* the child exits: nothing of ours printed twice */
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(up[0]);
-        close(hold[1]);
-        child(where, hold[0], up[1]);
-    }
-    close(note[0]);
-    close(note[1]);
-    close(hold[0]);
-    close(up[1]);
-    size_t n = 0;
-    while (n + 1 < cap && read(up[0], what + n, 1) == 1 && what[n])
-        n++;
-    what[n] = '\0';
-    return pid;
-}
-
-static void test_exit_cuts_short_a_probe_that_waits(void **state)
-{
-    (void)state;
-    if (geteuid() != 0)
-        skip();   /* the helper runs only as root */
-    int hold[2], up[2];
-    char what[128];
-    pid_t pid = start(RZ__SBX_HOLD_WAITING, hold, up, what, sizeof what);
-    int code = wait_ms(pid, 20000);
-    if (code < 0)
-        kill(pid, SIGKILL);
-    close(hold[1]);
-    close(up[0]);
-    if (code == SKIPPED)
-        skip();
-    /* Held for good: only an exit that does not wait for it ends. */
-    assert_string_equal(what, "root");
-    assert_int_equal(code, EXITED);
-}
-
 /* The child's exit code, within 30 s (killed past it: -1). */
 static int child_code(pid_t pid)
 {
@@ -146,40 +86,102 @@ static int child_code(pid_t pid)
     return code;
 }
 
-/* In a child with a /tmp of its own: the probe, from its start to its
- * end, makes no folder there (it runs no step of its own), so an exit at
- * any point of it leaves none. */
-static void test_probe_makes_no_folder(void **state)
+/* A case's child said it passed (EXITED) or that it cannot run here. */
+static void expect_exited(int code)
 {
-    (void)state;
-    if (geteuid() != 0)
-        skip();
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        if (unshare(CLONE_NEWNS) != 0 ||
-            mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
-            mount("tmpfs", "/tmp", "tmpfs", 0, "size=16m") != 0)
-            _exit(SKIPPED);
-        unsetenv("TMPDIR");
-        int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-        if (in < 0 || inotify_add_watch(in, "/tmp", IN_CREATE) < 0)
-            _exit(SKIPPED);
-        (void)rz_sandbox_available();
-        if (rz__sbx_helper_pid() <= 0)
-            _exit(SKIPPED);
-        char buf[4096] __attribute__((aligned(8)));
-        ssize_t n = read(in, buf, sizeof buf);
-        if (n > 0)
-            fprintf(stderr, "made in /tmp: %s\n",
-                    ((struct inotify_event *)buf)->name);
-        _exit(n > 0 ? 3 : EXITED);
-    }
-    int code = child_code(pid);
     if (code == SKIPPED)
         skip();
     assert_int_equal(code, EXITED);
+}
+
+/* `fn` in a child of its own (the probe runs once per process), as root
+ * (the helper runs only as root); it must end EXITED. */
+static void in_child(int (*fn)(void))
+{
+    if (geteuid() != 0)
+        skip();
+    fflush(NULL);   /* the child exits: nothing of ours printed twice */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(fn());
+    expect_exited(child_code(pid));
+}
+
+/* `fn(what)` in a child of its own whose probe, on a thread, is held at
+ * its wait for the helper's root until this process is done with it
+ * (`what`: what the probe holds); SKIPPED where nothing is held (no
+ * helper here). Its exit code. */
+static int held_child_code(int (*fn)(const char *what))
+{
+    int hold[2];
+    assert_int_equal(pipe(note), 0);
+    assert_int_equal(pipe(hold), 0);
+    fflush(NULL);   /* the child exits: nothing of ours printed twice */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char what[128];
+        close(hold[1]);
+        rz__sbx_test_probe_hold(RZ__SBX_HOLD_WAITING, note[1], hold[0]);
+        pthread_t t;
+        if (pthread_create(&t, NULL, probe_thread, NULL) != 0)
+            _exit(1);
+        read_note(what, sizeof what);
+        _exit(strcmp(what, "done") == 0 ? SKIPPED : fn(what));
+    }
+    close(note[0]);
+    close(note[1]);
+    close(hold[0]);
+    int code = child_code(pid);
+    close(hold[1]);
+    return code;
+}
+
+/* Held for good: only an exit that does not wait for it ends. */
+static int exit_while_held(const char *what)
+{
+    if (strcmp(what, "root") != 0)
+        return 3;
+    exit(EXITED);
+}
+
+static void test_exit_cuts_short_a_probe_that_waits(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();   /* the helper runs only as root */
+    expect_exited(held_child_code(exit_while_held));
+}
+
+/* In a child with a /tmp of its own: the probe, from its start to its
+ * end, makes no folder there (it runs no step of its own), so an exit at
+ * any point of it leaves none. */
+static int no_folder_child(void)
+{
+    if (unshare(CLONE_NEWNS) != 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("tmpfs", "/tmp", "tmpfs", 0, "size=16m") != 0)
+        return SKIPPED;
+    unsetenv("TMPDIR");
+    int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (in < 0 || inotify_add_watch(in, "/tmp", IN_CREATE) < 0)
+        return SKIPPED;
+    (void)rz_sandbox_available();
+    if (rz__sbx_helper_pid() <= 0)
+        return SKIPPED;
+    char buf[4096] __attribute__((aligned(8)));
+    ssize_t n = read(in, buf, sizeof buf);
+    if (n > 0)
+        fprintf(stderr, "made in /tmp: %s\n",
+                ((struct inotify_event *)buf)->name);
+    return n > 0 ? 3 : EXITED;
+}
+
+static void test_probe_makes_no_folder(void **state)
+{
+    (void)state;
+    in_child(no_folder_child);
 }
 
 /* This process's cgroup folder in the pids hierarchy (v1) or the unified
@@ -207,39 +209,33 @@ static bool own_cgroup_dir(char *out, size_t cap)
 /* A probe cut short by exit while it tried whether it may make cgroups
  * leaves its trial folder (rz-probe-PID); the next probe removes it once
  * that process is gone. */
+static int sweep_child(void)
+{
+    char base[256], dir[320];
+    pid_t gone = fork();
+    if (gone == 0)
+        _exit(0);
+    while (gone > 0 && waitpid(gone, NULL, 0) < 0 && errno == EINTR)
+        ;
+    if (gone < 0 || !own_cgroup_dir(base, sizeof base))
+        return SKIPPED;
+    snprintf(dir, sizeof dir, "%s/rz-probe-%ld", base, (long)gone);
+    if (mkdir(dir, 0755) != 0)
+        return SKIPPED;
+    (void)rz_sandbox_available();
+    bool left = access(dir, F_OK) == 0;
+    if (left)
+        rmdir(dir);
+    /* No cgroups of its own (v2 without delegation): nothing swept. */
+    if (!rz__sbx_has_cgroup())
+        return SKIPPED;
+    return left ? 3 : EXITED;
+}
+
 static void test_probe_sweeps_a_dead_probes_cgroup(void **state)
 {
     (void)state;
-    if (geteuid() != 0)
-        skip();
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        char base[256], dir[320];
-        pid_t gone = fork();
-        if (gone == 0)
-            _exit(0);
-        while (gone > 0 && waitpid(gone, NULL, 0) < 0 && errno == EINTR)
-            ;
-        if (gone < 0 || !own_cgroup_dir(base, sizeof base))
-            _exit(SKIPPED);
-        snprintf(dir, sizeof dir, "%s/rz-probe-%ld", base, (long)gone);
-        if (mkdir(dir, 0755) != 0)
-            _exit(SKIPPED);
-        (void)rz_sandbox_available();
-        bool left = access(dir, F_OK) == 0;
-        if (left)
-            rmdir(dir);
-        /* No cgroups of its own (v2 without delegation): nothing swept. */
-        if (!rz__sbx_has_cgroup())
-            _exit(SKIPPED);
-        _exit(left ? 3 : EXITED);
-    }
-    int code = child_code(pid);
-    if (code == SKIPPED)
-        skip();
-    assert_int_equal(code, EXITED);
+    in_child(sweep_child);
 }
 
 /* A step through the helper itself as `uid`, `sh -c 'echo ran'`, with
@@ -307,39 +303,33 @@ static uint32_t uid_locked(uint32_t first, uint32_t count)
 /* A step whose check fails is never started: its init says so and
  * exits; the same step without the check runs (the test can see it), and
  * with a check that passes its init says that first. */
+static int runs_nothing_child(void)
+{
+    uint32_t first = 0, count = 0;
+    rz__sbx_uid_range(&first, &count);
+    if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0 || !count)
+        return SKIPPED;
+    char out[64];
+    uint32_t uid = uid_locked(first, count);
+    if (!uid)
+        return SKIPPED;
+    if (helper_step(uid, "/bin/false", out, sizeof out) !=
+            RZ__SBX_CHECK_FAILED || strcmp(out, "") != 0)
+        return 3;
+    if (helper_step(uid, NULL, out, sizeof out) != 0 ||
+        strcmp(out, "ran\n") != 0)
+        return 4;
+    /* A pass is said, not inferred from silence. */
+    if (helper_step(uid, "/bin/true", out, sizeof out) !=
+            RZ__SBX_CHECK_OK || strcmp(out, "ran\n") != 0)
+        return 5;
+    return EXITED;
+}
+
 static void test_failed_check_runs_nothing(void **state)
 {
     (void)state;
-    if (geteuid() != 0)
-        skip();
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        uint32_t first = 0, count = 0;
-        rz__sbx_uid_range(&first, &count);
-        if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0 || !count)
-            _exit(SKIPPED);
-        char out[64];
-        uint32_t uid = uid_locked(first, count);
-        if (!uid)
-            _exit(SKIPPED);
-        if (helper_step(uid, "/bin/false", out, sizeof out) !=
-                RZ__SBX_CHECK_FAILED || strcmp(out, "") != 0)
-            _exit(3);
-        if (helper_step(uid, NULL, out, sizeof out) != 0 ||
-            strcmp(out, "ran\n") != 0)
-            _exit(4);
-        /* A pass is said, not inferred from silence. */
-        if (helper_step(uid, "/bin/true", out, sizeof out) !=
-                RZ__SBX_CHECK_OK || strcmp(out, "ran\n") != 0)
-            _exit(5);
-        _exit(EXITED);
-    }
-    int code = child_code(pid);
-    if (code == SKIPPED)
-        skip();
-    assert_int_equal(code, EXITED);
+    in_child(runs_nothing_child);
 }
 
 /* A step through rz_proc_spawn in a child whose check runs `in_step` in
@@ -433,47 +423,36 @@ static int file_child(bool untried)
  * the step, unstarted, runs once through what the probe then finds
  * (bubblewrap here), its input given again; the status says so, and has
  * changed. */
+static int lets_go_child(void)
+{
+    rz__sbx_test_check_exe("/bin/false", "/bin/false");
+    pid_t helper = rz_sandbox_available() ? rz__sbx_helper_pid() : -1;
+    int code = check_child("/bin/false", "/bin/false",
+                           "the sandbox helper's check failed (exit "
+                           "status 1): using bubblewrap", 1);
+    /* Let go, it is gone (reaped: no such process). */
+    if (code == EXITED && (rz__sbx_helper_pid() > 0 ||
+                           (helper > 0 && kill(helper, 0) == 0)))
+        code = 6;
+    return code;
+}
+
 static void test_failed_check_lets_the_helper_go(void **state)
 {
     (void)state;
-    if (geteuid() != 0)
-        skip();
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        rz__sbx_test_check_exe("/bin/false", "/bin/false");
-        pid_t helper = rz_sandbox_available() ? rz__sbx_helper_pid() : -1;
-        int code = check_child("/bin/false", "/bin/false",
-                               "the sandbox helper's check failed (exit "
-                               "status 1): using bubblewrap", 1);
-        /* Let go, it is gone (reaped: no such process). */
-        if (code == EXITED && (rz__sbx_helper_pid() > 0 ||
-                               (helper > 0 && kill(helper, 0) == 0)))
-            code = 6;
-        _exit(code);
-    }
-    int code = child_code(pid);
-    if (code == SKIPPED)
-        skip();
-    assert_int_equal(code, EXITED);
+    in_child(lets_go_child);
 }
 
 /* The same with the step's input in its scratch, as a runner's step. */
+static int readable_child(void)
+{
+    return file_child(false);
+}
+
 static void test_failed_check_leaves_the_input_readable(void **state)
 {
     (void)state;
-    if (geteuid() != 0)
-        skip();
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0)
-        _exit(file_child(false));
-    int code = child_code(pid);
-    if (code == SKIPPED)
-        skip();
-    assert_int_equal(code, EXITED);
+    in_child(readable_child);
 }
 
 /* A failing bwrap first on PATH: the fake's folder, or NULL. */
@@ -536,60 +515,38 @@ static int broken_child(void)
 static void test_failed_check_and_bwrap_fail_the_step(void **state)
 {
     (void)state;
-    if (geteuid() != 0)
-        skip();
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0)
-        _exit(broken_child());
-    int code = child_code(pid);
-    if (code == SKIPPED)
-        skip();
-    assert_int_equal(code, EXITED);
+    in_child(broken_child);
 }
 
 /* The first step's check fails but the helper's own step runs: the step's
  * own sandbox failed it (its limits, say), the helper is kept, and the
  * step is started again in it without a check, once. */
+static int keeps_child(void)
+{
+    int code = check_child("/bin/false", NULL, NULL, 0);
+    return code == EXITED && rz__sbx_check_exe() ? 6 : code;
+}
+
 static void test_failed_check_keeps_a_working_helper(void **state)
 {
     (void)state;
-    if (geteuid() != 0)
-        skip();
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int code = check_child("/bin/false", NULL, NULL, 0);
-        _exit(code == EXITED && rz__sbx_check_exe() ? 6 : code);
-    }
-    int code = child_code(pid);
-    if (code == SKIPPED)
-        skip();
-    assert_int_equal(code, EXITED);
+    in_child(keeps_child);
 }
 
 /* The helper's own step cannot be tried after the check fails (no
  * folder for it: TMPDIR missing; the step's scratch is the test's). That
  * says nothing of the helper: it is kept, the step started again in it
  * without a check, and the next step is still checked. */
+static int untried_child(void)
+{
+    int code = file_child(true);
+    return code == EXITED && !rz__sbx_check_exe() ? 6 : code;
+}
+
 static void test_untried_helper_is_kept(void **state)
 {
     (void)state;
-    if (geteuid() != 0)
-        skip();
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int code = file_child(true);
-        _exit(code == EXITED && !rz__sbx_check_exe() ? 6 : code);
-    }
-    int code = child_code(pid);
-    if (code == SKIPPED)
-        skip();
-    assert_int_equal(code, EXITED);
+    in_child(untried_child);
 }
 
 static char data_dir[64];
@@ -653,6 +610,16 @@ static bool recorded_within(int ms)
     return false;
 }
 
+/* The probe held for good: the run waits for it before its step. */
+static int record_child(const char *what)
+{
+    (void)what;
+    pthread_t t;
+    if (pthread_create(&t, NULL, run_thread, NULL) != 0)
+        return 1;
+    return recorded_within(20000) ? EXITED : 3;
+}
+
 static void test_first_record_before_the_probe_ends(void **state)
 {
     (void)state;
@@ -660,37 +627,11 @@ static void test_first_record_before_the_probe_ends(void **state)
         skip();
     snprintf(data_dir, sizeof data_dir, "/tmp/rz-test-sbx-exit-XXXXXX");
     assert_non_null(mkdtemp(data_dir));
-    int hold[2];
-    char what[128];
-    assert_int_equal(pipe(note), 0);
-    assert_int_equal(pipe(hold), 0);
-    fflush(NULL);   /* the child exits: nothing of ours printed twice */
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        rz__sbx_test_probe_hold(RZ__SBX_HOLD_WAITING, note[1], hold[0]);
-        pthread_t t;
-        if (pthread_create(&t, NULL, probe_thread, NULL) != 0)
-            _exit(1);
-        read_note(what, sizeof what);
-        if (strcmp(what, "done") == 0)
-            _exit(SKIPPED);
-        /* The probe held for good: the run waits for it before its step. */
-        if (pthread_create(&t, NULL, run_thread, NULL) != 0)
-            _exit(1);
-        _exit(recorded_within(20000) ? EXITED : 3);
-    }
-    close(hold[0]);
-    int code = wait_ms(pid, 30000);
-    if (code < 0)
-        kill(pid, SIGKILL);
-    close(hold[1]);
+    int code = held_child_code(record_child);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
     assert_int_equal(system(cmd), 0);
-    if (code == SKIPPED)
-        skip();
-    assert_int_equal(code, EXITED);
+    expect_exited(code);
 }
 
 /* A child of ours named rz-sandbox-cell whose cgroups are a step's
@@ -715,37 +656,19 @@ static bool zygote_in_cgroups_within(int ms)
     return false;
 }
 
+/* Held before it reads the helper's first answer. */
+static int joins_child(const char *what)
+{
+    (void)what;
+    return zygote_in_cgroups_within(5000) ? EXITED : 3;
+}
+
 static void test_first_cell_joins_before_the_root(void **state)
 {
     (void)state;
     if (geteuid() != 0 || system("command -v pgrep >/dev/null") != 0)
         skip();
-    int hold[2];
-    char what[128];
-    assert_int_equal(pipe(note), 0);
-    assert_int_equal(pipe(hold), 0);
-    fflush(NULL);   /* the child exits: nothing of ours printed twice */
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        rz__sbx_test_probe_hold(RZ__SBX_HOLD_WAITING, note[1], hold[0]);
-        pthread_t t;
-        if (pthread_create(&t, NULL, probe_thread, NULL) != 0)
-            _exit(1);
-        read_note(what, sizeof what);
-        if (strcmp(what, "done") == 0)
-            _exit(SKIPPED);
-        /* Held before it reads the helper's first answer. */
-        _exit(zygote_in_cgroups_within(5000) ? EXITED : 3);
-    }
-    close(hold[0]);
-    int code = wait_ms(pid, 30000);
-    if (code < 0)
-        kill(pid, SIGKILL);
-    close(hold[1]);
-    if (code == SKIPPED)
-        skip();
-    assert_int_equal(code, EXITED);
+    expect_exited(held_child_code(joins_child));
 }
 
 int main(void)
