@@ -1872,6 +1872,33 @@ int rz__sbx_has_cgroup(void)
 
 /* ---- one step ---- */
 
+void (*rz__sbx_cell_seam)(void);
+
+/* The step through the helper, in a cell (cell_take). *let_go: no cell,
+ * as the helper was let go since sb.helper was read (rz__sbx_check_failed
+ * on another thread: it ends once no cell is taken, and cannot start
+ * again): the step goes as the later ones do. Neither a restart (the
+ * helper's own step failed) nor a wait (the let-go is final, and what
+ * takes over was set before sb.helper was cleared) would do better. */
+static int helper_prepare(rz__sbx *s, const rz__sbx_opts *o, bool *let_go)
+{
+    s->helper = true;
+    s->network = o->network;
+    if (o->moddir && !(s->moddir = rz__strdup(o->moddir)))
+        return rz__error(RZ_ENOMEM, "out of memory");
+    if (rz__sbx_cell_seam)
+        rz__sbx_cell_seam();
+    int rc = cell_take(s, o);
+    *let_go = rc != RZ_OK && !s->in_cell && atomic_load(&helper_let_go);
+    if (*let_go) {
+        s->helper = false;
+        s->network = false;
+        free(s->moddir);
+        s->moddir = NULL;
+    }
+    return rc;
+}
+
 int rz__sbx_prepare(rz__sbx *s, rz__argv *a, const rz__sbx_opts *o)
 {
     memset(s, 0, sizeof *s);
@@ -1888,11 +1915,12 @@ int rz__sbx_prepare(rz__sbx *s, rz__argv *a, const rz__sbx_opts *o)
                                   : RZ__SBX_DEFAULT_SCRATCH_MB;
     s->cpus = o->cpus;
     if (sb.helper) {
-        s->helper = true;
-        s->network = o->network;
-        if (o->moddir && !(s->moddir = rz__strdup(o->moddir)))
-            return rz__error(RZ_ENOMEM, "out of memory");
-        return cell_take(s, o);
+        bool let_go = false;
+        int rc = helper_prepare(s, o, &let_go);
+        if (!let_go)
+            return rc;
+        if (atomic_load(&sb.broken))   /* never without a sandbox */
+            return broken_error();
     }
     base_args(s, a, o->network);
     int rc = scratch_args(s, a, o);

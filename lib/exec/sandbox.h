@@ -173,6 +173,9 @@ RZ_HIDDEN void rz__sbx_test_cells(bool cgroups);
  * nonzero return fails the write with EBUSY, as cgroup v1's does while the
  * cell holds more than the new limit. */
 RZ_HIDDEN extern int (*rz__sbx_mem_limit_seam)(void);
+/* Tests only: called by rz__sbx_prepare once it chose the helper for a
+ * step, before it takes the step's cell (NULL otherwise). */
+RZ_HIDDEN extern void (*rz__sbx_cell_seam)(void);
 /* bwrap with a files tmpfs, once bwrap runs: its folder opened from the
  * host (through /proc/PID/root, before the step starts: bwrap waits on
  * --block-fd), so it outlives the sandbox; then the step let go. RZ_OK

@@ -6,7 +6,8 @@
  * the probe has the helper's answer (its root built). The first steps
  * carry the probe's last part, the sandbox's check: a step whose check
  * fails runs nothing, and where the helper's own step fails too the
- * helper is let go and the step runs through what the probe finds then.
+ * helper is let go and the step runs through what the probe finds then,
+ * as does a step that chose the helper just before it was let go.
  * Each case probes in a child of its own (the probe runs once per
  * process); this process never probes. */
 #include <errno.h>
@@ -16,6 +17,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -549,6 +551,128 @@ static void test_untried_helper_is_kept(void **state)
     in_child(untried_child);
 }
 
+/* rz__sbx_cell_seam: the first step to choose the helper is held there
+ * (it says so on `held`) until a byte can be read from `go`. */
+static int held[2], go[2];
+static atomic_int cell_seam_calls;
+
+static void hold_first_step(void)
+{
+    char c = 0;
+    if (atomic_fetch_add(&cell_seam_calls, 1) != 0)
+        return;
+    (void)!write(held[1], &c, 1);
+    (void)!read(go[0], &c, 1);
+}
+
+typedef struct late_step {
+    int rc;                 /* rz_proc_spawn's */
+    char error[512];        /* its error */
+    bool printed;           /* the step ran and printed its input */
+} late_step;
+
+/* `sh -c cat` of a small document, sandboxed. */
+static void *late_step_thread(void *arg)
+{
+    late_step *ls = arg;
+    static const char in[] = "{\"a\":1}";
+    const char *const argv[] = { "sh", "-c", "cat", NULL };
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    o.argv = argv;
+    o.input = in;
+    o.input_len = sizeof in - 1;
+    rz_proc *p = NULL;
+    ls->rc = rz_proc_spawn(&p, &o);
+    snprintf(ls->error, sizeof ls->error, "%s",
+             ls->rc == RZ_OK ? "" : rz_error_last()->message);
+    int r = 0;
+    while (ls->rc == RZ_OK && r == 0)
+        r = rz_proc_poll(p, 100);
+    const char *outs = r == 1 ? rz_proc_outputs(p) : NULL;
+    ls->printed = r == 1 && rz_proc_exit_code(p) == 0 && outs &&
+                  strcmp(outs, in) == 0;
+    rz_proc_free(p);
+    return NULL;
+}
+
+/* A step that chose the helper is held before it takes its cell, while
+ * another step's check fails and lets the helper go (the helper's own
+ * step fails too), and the helper ends (no cell was taken). Then the held
+ * step goes on, as the later steps do: `late` says how it did. SKIPPED
+ * where there is no helper. */
+static int let_go_race(late_step *late, late_step *first)
+{
+    rz__sbx_test_check_exe("/bin/false", "/bin/false");
+    if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0)
+        return SKIPPED;
+    if (pipe(held) != 0 || pipe(go) != 0)
+        return 3;
+    rz__sbx_cell_seam = hold_first_step;
+    pthread_t t;
+    char c = 0;
+    if (pthread_create(&t, NULL, late_step_thread, late) != 0 ||
+        read(held[0], &c, 1) != 1)
+        return 3;
+    late_step_thread(first);   /* its check fails: the helper is let go */
+    bool ended = rz__sbx_helper_pid() <= 0 && rz__sbx_changes() == 1;
+    (void)!write(go[1], &c, 1);
+    pthread_join(t, NULL);
+    rz__sbx_cell_seam = NULL;
+    if (!ended)
+        fprintf(stderr, "the helper was not let go: no race\n");
+    return ended ? EXITED : 4;
+}
+
+/* Bubblewrap takes over: the held step runs through it. */
+static int let_go_bwrap_child(void)
+{
+    late_step late = { 0 }, first = { 0 };
+    int code = let_go_race(&late, &first);
+    if (code == EXITED && (!first.printed || !late.printed)) {
+        fprintf(stderr, "first: %d %s; held: %d %s\n", first.rc,
+                first.error, late.rc, late.error);
+        code = 5;
+    }
+    return code;
+}
+
+static void test_held_step_after_the_let_go_runs_in_bwrap(void **state)
+{
+    (void)state;
+    in_child(let_go_bwrap_child);
+}
+
+/* Bubblewrap cannot take over: the held step fails saying why, as the
+ * first one does (nothing runs unsandboxed). */
+static int let_go_broken_child(void)
+{
+    char dir[64];
+    if (!fake_bwrap_first(dir, sizeof dir))
+        return 3;
+    late_step late = { 0 }, first = { 0 };
+    int code = let_go_race(&late, &first);
+    const char *why = "the sandbox stopped working";
+    if (code == EXITED && (first.rc != RZ_EEXEC || late.rc != RZ_EEXEC ||
+                           !strstr(first.error, why) ||
+                           !strstr(late.error, why))) {
+        fprintf(stderr, "first: %d %s; held: %d %s\n", first.rc,
+                first.error, late.rc, late.error);
+        code = 5;
+    }
+    char path[96];
+    snprintf(path, sizeof path, "%s/bwrap", dir);
+    unlink(path);
+    rmdir(dir);
+    return code;
+}
+
+static void test_held_step_after_the_let_go_fails_without_bwrap(void **state)
+{
+    (void)state;
+    in_child(let_go_broken_child);
+}
+
 static char data_dir[64];
 
 static void *run_thread(void *arg)
@@ -683,6 +807,8 @@ int main(void)
         cmocka_unit_test(test_failed_check_keeps_a_working_helper),
         cmocka_unit_test(test_failed_check_and_bwrap_fail_the_step),
         cmocka_unit_test(test_untried_helper_is_kept),
+        cmocka_unit_test(test_held_step_after_the_let_go_runs_in_bwrap),
+        cmocka_unit_test(test_held_step_after_the_let_go_fails_without_bwrap),
         cmocka_unit_test(test_first_record_before_the_probe_ends),
         cmocka_unit_test(test_first_cell_joins_before_the_root),
     };
