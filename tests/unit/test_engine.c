@@ -89,6 +89,18 @@ static uint64_t submit(fx *f, uint64_t max, int32_t prio, uint64_t now)
     return id;
 }
 
+/* A node and a job of at most `max` handed to it: submitted at `now`,
+ * polled at now + 1. The job's id; its node in *node. */
+static uint64_t job_running(fx *f, uint64_t max, uint64_t now, uint64_t *node)
+{
+    *node = node_add(f, 0);
+    uint64_t j = submit(f, max, 0, now);
+    rz_engine_assignment a;
+    assert_int_equal(rz_engine_poll(f->e, *node, now + 1, &a), RZ_OK);
+    assert_int_equal(a.job, j);
+    return j;
+}
+
 /* The invariants, and the property that each running deployment read
  * back as a reopen would (its stored flow and events) equals its run in
  * memory: after every call the tests check at. */
@@ -252,10 +264,7 @@ static void test_client_open(void **state)
 static void test_failed_job_is_refunded(void **state)
 {
     fx *f = *state;
-    uint64_t n = node_add(f, 0);
-    uint64_t j = submit(f, 700, 0, 1);
-    rz_engine_assignment a;
-    assert_int_equal(rz_engine_poll(f->e, n, 2, &a), RZ_OK);
+    uint64_t n, j = job_running(f, 700, 1, &n);
     assert_int_equal(node_report(f->e, n, j, 1, NULL, "exit 1", 500, 3), RZ_OK);
     rz_engine_job_info ji;
     assert_int_equal(rz_engine_job_get(f->e, j, &ji), RZ_OK);
@@ -278,11 +287,7 @@ static void test_cancel_queued_job_is_refunded_once(void **state)
 static void test_cancel_running_job_refuses_its_late_result(void **state)
 {
     fx *f = *state;
-    uint64_t n = node_add(f, 0);
-    uint64_t r = submit(f, 300, 0, 6);
-    rz_engine_assignment a;
-    assert_int_equal(rz_engine_poll(f->e, n, 7, &a), RZ_OK);
-    assert_int_equal(a.job, r);
+    uint64_t n, r = job_running(f, 300, 6, &n);
     assert_int_equal(rz_engine_job_cancel(f->e, r, 8), RZ_OK);
     assert_int_equal(node_report(f->e, n, r, 1, "{}", NULL, 10, 9), RZ_ESTATE);
     assert_int_equal(efx_available(f, f->client), 10000);
@@ -359,10 +364,8 @@ static void test_priority_fifo(void **state)
 static void test_lost_node(void **state)
 {
     fx *f = *state;
-    uint64_t a = node_add(f, 0);
-    uint64_t j = submit(f, 500, 0, 1);
+    uint64_t a, j = job_running(f, 500, 1, &a);
     rz_engine_assignment as;
-    assert_int_equal(rz_engine_poll(f->e, a, 2, &as), RZ_OK);
     uint64_t b = node_add(f, 900);
     assert_int_equal(rz_engine_node_heartbeat(f->e, b, 1500, 0.1), RZ_OK);
     assert_int_equal(rz_engine_tick(f->e, 1500), RZ_OK);   /* a: silent > 1 s */
@@ -2089,10 +2092,7 @@ static ssize_t failing_pwrite(int fd, const void *p, size_t n, off_t off)
 static void test_failed_payment_stays_owed(void **state)
 {
     fx *f = *state;
-    uint64_t n = node_add(f, 0);
-    uint64_t j = submit(f, 500, 0, 1);
-    rz_engine_assignment a;
-    assert_int_equal(rz_engine_poll(f->e, n, 2, &a), RZ_OK);
+    uint64_t n, j = job_running(f, 500, 1, &n);
     static rz__ledger_io io;
     plain_ledger_io = rz__ledger_io_seam;
     io = *plain_ledger_io;
@@ -2127,10 +2127,7 @@ static void test_succeeded_call_stored_whole(void **state)
     long ok = 0, n = 1;
     for (bool past = false; !past; n++) {
         fx *f = *state;
-        uint64_t node = node_add(f, 0);
-        uint64_t j = submit(f, 500, 0, 1);
-        rz_engine_assignment a;
-        assert_int_equal(rz_engine_poll(f->e, node, 2, &a), RZ_OK);
+        uint64_t node, j = job_running(f, 500, 1, &node);
         efx_reopen(f);
         rz__alloc_fail_at(n, false);
         int rc = node_report(f->e, node, j, 1, "{\"n\":2}", NULL, 10000, 4);
@@ -2206,11 +2203,8 @@ static void test_orphan_hold(void **state)
 static void test_decline(void **state)
 {
     fx *f = *state;
-    uint64_t a = node_add(f, 0);
-    uint64_t j = submit(f, 500, 0, 1);
+    uint64_t a, j = job_running(f, 500, 1, &a);
     rz_engine_assignment as;
-    assert_int_equal(rz_engine_poll(f->e, a, 2, &as), RZ_OK);
-    assert_int_equal(as.job, j);
     /* Only the holder of the current attempt may decline. */
     assert_int_equal(rz_engine_decline(f->e, a, j, 2, 3), RZ_ESTATE);
     assert_int_equal(rz_engine_decline(f->e, a + 1, j, 1, 3), RZ_ESTATE);
@@ -2972,10 +2966,8 @@ static bool caps_have(fx *f, uint64_t node, const char *text)
 static void test_lost_node_rejoins_with_its_account(void **state)
 {
     fx *f = *state;
-    uint64_t a = node_add(f, 0);
-    uint64_t j = submit(f, 500, 0, 1);
+    uint64_t a, j = job_running(f, 500, 1, &a);
     rz_engine_assignment as;
-    assert_int_equal(rz_engine_poll(f->e, a, 2, &as), RZ_OK);
     assert_int_equal(node_report(f->e, a, j, 1, "{\"n\":1}", NULL, 10000, 3), RZ_OK);
     uint64_t earned = efx_available(f, rz_engine_node_account(a));
     assert_true(earned > 0);
