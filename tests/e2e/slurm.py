@@ -37,21 +37,16 @@ TEST_MODULES = os.path.join(ROOT, "tests", "e2e", "modules")
 
 
 def squeue():
-    """{slurm id: (name, state)} of every job Slurm still knows."""
-    p = run(["squeue", "-h", "-t", "all", "-o", "%i|%j|%T"])
+    """{slurm id: (name, state, working folder)} of every job Slurm still
+    knows."""
+    p = run(["squeue", "-h", "-t", "all", "-o", "%i|%j|%T|%Z"])
     if p.returncode != 0:
         raise OSError(p.stderr)
     out = {}
     for line in p.stdout.splitlines():
-        i, name, state = line.split("|")
-        out[int(i)] = (name, state)
+        i, name, state, cwd = line.split("|", 3)
+        out[int(i)] = (name, state, cwd)
     return out
-
-
-def named(name, since=0):
-    """Slurm's jobs of that name with ids above `since` (job names repeat
-    across orchestrators, and Slurm keeps finished jobs for MinJobAge)."""
-    return {i: st for i, (n, st) in squeue().items() if n == name and i > since}
 
 
 @unittest.skipUnless(HAVE_SLURM, "no Slurm cluster (run scripts/slurm-up and "
@@ -68,6 +63,17 @@ class Slurm(Base):
             os.environ["SLURM_CONF"] = self.slurm_conf
         self.since = max(squeue(), default=0)
         super().setUp()
+
+    def named(self, name):
+        """{slurm id: state} of this test's Slurm jobs of that name. Job
+        names repeat across orchestrators (two test runs on one cluster at
+        once make the same ones), so a job is this test's by its working
+        folder: the gateway runs each in a folder of this test's spool. Ids
+        above `since`: Slurm keeps finished jobs for MinJobAge."""
+        spool = os.path.realpath(os.path.join(self.tmp.name, "spool")) + os.sep
+        return {i: st for i, (n, st, cwd) in squeue().items()
+                if n == name and i > self.since and
+                os.path.realpath(cwd).startswith(spool)}
 
     def start_orchestrator(self):   # the test modules too (file-make, file-read)
         from harness import start_orchestrator
@@ -168,8 +174,8 @@ class Slurm(Base):
         # Each gateway job was one Slurm job of its name, completed.
         for j in jobs:
             if j["node"] == gw.id:
-                self.assertEqual(list(named("rhizos-%d-%d" % (j["id"], j["attempt"]), self.since).values()),
-                                 ["COMPLETED"], j)
+                name = "rhizos-%d-%d" % (j["id"], j["attempt"])
+                self.assertEqual(list(self.named(name).values()), ["COMPLETED"], j)
                 self.assertGreater(j["run_ms"], 0, j)
         self.check_money(jobs)
         # The spool is left clean.
@@ -180,7 +186,7 @@ class Slurm(Base):
     def test_scancel_runs_it_elsewhere(self):
         gw = self.start_gateway()
         job = self.submit(config={"seconds": 30})
-        ids = wait_until(lambda: [i for i, st in named("rhizos-%d-1" % job, self.since).items()
+        ids = wait_until(lambda: [i for i, st in self.named("rhizos-%d-1" % job).items()
                                   if st == "RUNNING"], 60, "the Slurm job to run", proc=gw)
         plain = self.start_node("plain", PRICES[0])
         p = run(["scancel", str(ids[0])])
@@ -198,13 +204,13 @@ class Slurm(Base):
         gw = self.start_gateway()
         job = self.submit(config={"seconds": 60})
         name = "rhizos-%d-1" % job
-        wait_until(lambda: "RUNNING" in named(name, self.since).values(), 60,
+        wait_until(lambda: "RUNNING" in self.named(name).values(), 60,
                    "the Slurm job to run", proc=gw)
         self.api("DELETE", "/api/v1/jobs/%d" % job, key=self.key, code=200)
         gw.wait_for(lambda: [e for e in gw.events() if e.get("event") == "stopped"
                              and e["job"] == job and "scancelled" in e.get("detail", "")],
                     30, "the gateway to scancel the job")
-        wait_until(lambda: list(named(name, self.since).values()) == ["CANCELLED"], 30,
+        wait_until(lambda: list(self.named(name).values()) == ["CANCELLED"], 30,
                    "Slurm to cancel it")
         self.assertEqual(self.job(job)["status"], "cancelled")
 
@@ -213,7 +219,7 @@ class Slurm(Base):
         gw = self.start_gateway(data)
         job = self.submit(config={"seconds": 4}, labels={"slurm.partition": PARTITION})
         name = "rhizos-%d-1" % job
-        wait_until(lambda: "RUNNING" in named(name, self.since).values(), 60, "the Slurm job to run",
+        wait_until(lambda: "RUNNING" in self.named(name).values(), 60, "the Slurm job to run",
                    proc=gw)
         gw.stop(signal.SIGKILL)
         self.nodes.remove(gw)
@@ -223,7 +229,7 @@ class Slurm(Base):
         j = self.finished(job)
         self.assertEqual((j["status"], j["node"], j["attempt"]), ("succeeded", gw.id, 1), j)
         self.assertGreaterEqual(j["run_ms"], 4000, j)
-        self.assertEqual(len(named(name, self.since)), 1, squeue())   # never submitted again
+        self.assertEqual(len(self.named(name)), 1, squeue())   # never submitted again
         self.assertEqual(len(self.settlements(job)), 1)
         gw2.id, gw2.account = gw.id, gw.account
         self.check_money([j], payees=[(gw.id, gw.account)])
@@ -238,7 +244,7 @@ class Slurm(Base):
         job = self.submit(config={"seconds": 3},
                           requirements={"cpu_cores": 2, "memory_mb": 300,
                                         "labels": {"slurm.partition": PARTITION}})
-        ids = wait_until(lambda: list(named("rhizos-%d-1" % job, self.since)), 60,
+        ids = wait_until(lambda: list(self.named("rhizos-%d-1" % job)), 60,
                          "the Slurm job")
         shown = run(["scontrol", "show", "job", "-o", str(ids[0])]).stdout
         self.assertIn("NumCPUs=2 ", shown)
@@ -420,7 +426,7 @@ class SlurmGpus(Slurm):
         # Taken at their word here (a gateway answers no GPU challenge).
         need = {"gpu": 2, "verified": False, "labels": {"slurm.partition": PARTITION}}
         job = self.submit(config={"seconds": 2}, requirements=need)
-        ids = wait_until(lambda: list(named("rhizos-%d-1" % job, self.since)), 60,
+        ids = wait_until(lambda: list(self.named("rhizos-%d-1" % job)), 60,
                          "the Slurm job", proc=gw)
         shown = run(["scontrol", "show", "job", "-o", str(ids[0])]).stdout
         self.assertRegex(shown, r"TresPerNode=(gres:)?gpu:2")
@@ -512,7 +518,7 @@ class SlurmAccounting(Slurm):
                     # of a node, its hold given back, nothing charged.
                     self.assertEqual(j["status"], "failed", j)
                     self.assertIn("no node could run it", j["error"])
-                    self.assertEqual(named("rhizos-%d-1" % job, self.since), {})
+                    self.assertEqual(self.named("rhizos-%d-1" % job), {})
                     gw.wait_for(host_said("declined", "sbatch refused the job: " + words), 10,
                                 "the gateway to decline with sbatch's words")
                     # Every job would be refused: the gateway stops taking
@@ -539,7 +545,7 @@ class SlurmAccounting(Slurm):
         job = self.submit(config={"seconds": 2})
         j = self.finished(job)
         self.assertEqual(j["status"], "succeeded", j)
-        ids = list(named("rhizos-%d-1" % job, self.since))
+        ids = list(self.named("rhizos-%d-1" % job))
         row = wait_until(lambda: (lambda r: r if r and r["State"] == "COMPLETED" else None)(
             sacct(ids[0])), 20, "sacct to have the job")
         # slurmdbd may name the QoS "Unknown" for a while after sacctmgr
@@ -568,7 +574,7 @@ class SlurmAccounting(Slurm):
         job = self.submit(config={"seconds": 1})
         j = self.finished(job)
         self.assertEqual(j["status"], "failed", j)
-        ids = list(named("rhizos-%d-1" % job, self.since))
+        ids = list(self.named("rhizos-%d-1" % job))
         self.assertIn("Slurm job %d ended FAILED (exit code 3" % ids[0], j["error"])
         row = sacct(ids[0])
         self.assertEqual(row["State"], "FAILED", row)
@@ -593,7 +599,7 @@ class SlurmAccounting(Slurm):
                 self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
                 self.assertIn("sbatch refused the job: " + want, p.stderr)
                 self.assertNotIn("registered", p.stdout)
-        self.assertEqual(named("rhizos-probe", self.since), {})   # nothing queued
+        self.assertEqual(self.named("rhizos-probe"), {})   # nothing queued
 
     # The other tests are the plain cluster's.
     for name in [n for n in dir(Slurm) if n.startswith("test_")]:
