@@ -215,7 +215,8 @@ void outbox_spares_free(agent *a);
  * good (a 4xx other than 429). */
 int outbox_final(int rc, long status);
 /* Results an earlier run left for this registration (others are dropped);
- * NULL when none. Deliver them with outbox_main on a thread. */
+ * NULL when none. Deliver them with outbox_main on a thread. The spares it
+ * left are this run's: call before any result is put. */
 outbox *outbox_load(agent *a);
 /* One outbox file's text: 0 with its job, attempt and result (the caller
  * frees it) when it is a result of registration `node` at `url`, else -1.

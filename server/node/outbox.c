@@ -56,7 +56,8 @@ static void listed_remove(agent *a, uint64_t job)
  * accepted result's file is renamed to DATA/outbox/spare-K.tmp instead, and
  * the next result is written into it and renamed to its own name. A spare's
  * name is no result's (the loader takes only .json), so a node killed while
- * it fills one loses nothing, as with a new file. */
+ * it fills one loses nothing, as with a new file; the next start takes the
+ * spares it finds up again (spare_adopt), so none is left for good. */
 
 #define OUTBOX_SPARES 8u
 
@@ -131,6 +132,27 @@ static void spare_keep(agent *a, const char *path)
     if (!kept && unlink(path) != 0 && errno != ENOENT)
         fprintf(stderr, "rhizos-node: cannot remove %s: %s\n", path,
                 strerror(errno));
+}
+
+/* DATA/outbox/`name`, seen at start: a file of spare K's name (an earlier
+ * run's, maybe one it was filling when it was killed) is a spare again,
+ * refilled by a result or removed at stop. A link or a folder of that name
+ * is not taken up (spare_keep's rename replaces a link). */
+static void spare_adopt(agent *a, const char *name, unsigned char type)
+{
+    char want[16];
+    if (strncmp(name, "spare-", 6) != 0 || (type != DT_REG && type != DT_UNKNOWN))
+        return;
+    unsigned k = (unsigned)(name[6] - '0');   /* at worst its NUL: no spare */
+    if (k >= OUTBOX_SPARES)
+        return;
+    snprintf(want, sizeof want, "spare-%u.tmp", k);
+    if (strcmp(name, want) != 0)
+        return;
+    pthread_mutex_lock(&a->mu);
+    a->spare_held |= 1u << k;
+    a->spare_ready |= 1u << k;
+    pthread_mutex_unlock(&a->mu);
 }
 
 void outbox_spares_free(agent *a)
@@ -280,8 +302,10 @@ outbox *outbox_load(agent *a)
     struct dirent *de;
     while (ob && (de = readdir(d))) {
         size_t nl = strlen(de->d_name);
-        if (nl < 6 || strcmp(de->d_name + nl - 5, ".json") != 0)
+        if (nl < 6 || strcmp(de->d_name + nl - 5, ".json") != 0) {
+            spare_adopt(a, de->d_name, de->d_type);
             continue;   /* ".", "..", and an interrupted write's ".tmp" */
+        }
         char path[PATH_MAX];
         if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path)
             continue;

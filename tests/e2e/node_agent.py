@@ -316,6 +316,37 @@ class NextJobWhileReporting(unittest.TestCase):
             self.assertEqual(f.read().split(), ["s", "e"] * 3)
 
 
+def where_node(test, assign, post):
+    """Module `where` (prints its output's path) in test.tmp, a fake
+    orchestrator with `assign` and `post` as test.fake, and a node's data
+    folder (one job at a time) as test.data; the assignments of its jobs
+    from where_job(test, job)."""
+    mods = os.path.join(test.tmp.name, "modules")
+    os.makedirs(os.path.join(mods, "where"))
+    manifest = {
+        "id": "where", "version": "1.0.0", "name": "where", "description": "its folder",
+        "inputs": [], "outputs": [], "config": {"type": "object"},
+        "credentials": [], "estimate": {"seconds": 1},
+        "requirements": {"adapter": "process", "cpu_cores": 1, "memory_mb": 16},
+        "exec": {"adapter": "process", "timeout_s": 30, "command": [
+            "/bin/sh", "-c", "printf '{\"at\": \"%s\"}' \"$RZ_OUTPUT\""]}}
+    with open(os.path.join(mods, "where", "module.json"), "w") as f:
+        json.dump(manifest, f)
+    test.digest = hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":"))
+                                 .encode()).hexdigest()
+    test.fake = harness.FakeOrchestrator(assign, post)
+    test.data = os.path.join(test.tmp.name, "node")
+    test.assertEqual(node("init", "--data", test.data).returncode, 0)
+    set_config(test.data, "limits", "max_concurrent_jobs", 1)
+    set_config(test.data, "node", "modules", json.dumps(mods))
+
+
+def where_job(test, job):
+    return {"job": job, "attempt": 1, "step": "where",
+            "module": {"id": "where", "version": "1.0.0", "digest": test.digest},
+            "request": {"inputs": {}, "config": {}}}
+
+
 class ScratchReuse(unittest.TestCase):
     """Unsandboxed, a slot's jobs refill the scratch folder the last one
     left (as the embedded runner's steps do) instead of each making and
@@ -323,31 +354,12 @@ class ScratchReuse(unittest.TestCase):
 
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
-        mods = os.path.join(self.tmp.name, "modules")
-        os.makedirs(os.path.join(mods, "where"))
-        manifest = {
-            "id": "where", "version": "1.0.0", "name": "where", "description": "its folder",
-            "inputs": [], "outputs": [], "config": {"type": "object"},
-            "credentials": [], "estimate": {"seconds": 1},
-            "requirements": {"adapter": "process", "cpu_cores": 1, "memory_mb": 16},
-            "exec": {"adapter": "process", "timeout_s": 30, "command": [
-                "/bin/sh", "-c", "printf '{\"at\": \"%s\"}' \"$RZ_OUTPUT\""]}}
-        with open(os.path.join(mods, "where", "module.json"), "w") as f:
-            json.dump(manifest, f)
-        digest = hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":"))
-                                .encode()).hexdigest()
-        self.queue = [{"job": job, "attempt": 1, "step": "where",
-                       "module": {"id": "where", "version": "1.0.0", "digest": digest},
-                       "request": {"inputs": {}, "config": {}}} for job in range(1, 7)]
         self.lock = threading.Lock()
         self.results = []
         self.kept = []
         self.gate = False
-        self.fake = harness.FakeOrchestrator(self.assign, self.post)
-        self.data = os.path.join(self.tmp.name, "node")
-        self.assertEqual(node("init", "--data", self.data).returncode, 0)
-        set_config(self.data, "limits", "max_concurrent_jobs", 1)
-        set_config(self.data, "node", "modules", json.dumps(mods))
+        where_node(self, self.assign, self.post)
+        self.queue = [where_job(self, job) for job in range(1, 7)]
 
     def tearDown(self):
         self.fake.close()
@@ -410,6 +422,75 @@ class ScratchReuse(unittest.TestCase):
         # Each result went out in the file the one before had left.
         self.assertEqual(set(self.kept), {spare}, self.kept)
         self.assertEqual(self.outbox(), [])
+
+
+class LeftSpares(unittest.TestCase):
+    """A node killed while it filled an outbox spare leaves
+    outbox/spare-K.tmp, maybe with a whole result's document in it: the
+    next start never takes it for a result (only .json names are), takes
+    it up as a spare (the next result is written into it), and removes it
+    at stop with the other spares."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.lock = threading.Lock()
+        self.jobs = []
+        self.posted = []   # (job, its outbox file's inode as it was sent)
+        where_node(self, self.assign, self.post)
+        self.box = os.path.join(self.data, "outbox")
+
+    def tearDown(self):
+        self.fake.close()
+        self.tmp.cleanup()
+
+    def assign(self):
+        with self.lock:
+            return self.jobs.pop(0) if self.jobs else None
+
+    def post(self, path, body):
+        job = int(path.split("/")[-2])
+        ino = os.stat(os.path.join(self.box, "%d-1.json" % job)).st_ino
+        with self.lock:
+            self.posted.append((job, ino))
+        return 200, {"accepted": True}
+
+    def start(self):
+        return Proc([NODE, "start", "--data", self.data, "--orchestrator",
+                     self.fake.url, "--no-sandbox"], cwd=ROOT)
+
+    def plant(self, name, job):
+        """A result of this registration for `job`, as the node writes one."""
+        doc = {"node": 1, "orchestrator": self.fake.url, "job": job, "attempt": 1,
+               "result": {"outputs": {"at": "planted"}}}
+        with open(os.path.join(self.box, name), "w") as f:
+            json.dump(doc, f)
+        return os.stat(os.path.join(self.box, name)).st_ino
+
+    def test_left_spares_are_spares_again(self):
+        n = self.start()   # registered, then stopped
+        try:
+            n.wait_for(lambda: self.fake.polls, 30, "the node to poll")
+        finally:
+            n.stop()
+        os.makedirs(self.box, exist_ok=True)
+        left = self.plant("spare-0.tmp", 77)
+        self.plant("spare-5.tmp", 78)
+        self.plant("79-1.json", 79)   # the same under a result's name
+        self.jobs.append(where_job(self, 1))
+        n = self.start()
+        try:
+            n.wait_for(lambda: len(self.posted) == 2, 30, "two results")
+            # Both replies taken in (the files become spares): none left.
+            harness.wait_until(lambda: not [f for f in os.listdir(self.box)
+                                            if f.endswith(".json")], 30,
+                               "the results' files kept as spares")
+        finally:
+            n.stop()
+        with self.lock:
+            posted = dict(self.posted)
+        self.assertEqual(sorted(posted), [1, 79], self.posted)
+        self.assertEqual(posted[1], left)   # written into the left spare
+        self.assertEqual(os.listdir(self.box), [])
 
 
 @unittest.skipUnless(ORCH and os.access(ORCH, os.X_OK), "no orchestrator binary")
