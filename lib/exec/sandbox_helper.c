@@ -1171,12 +1171,16 @@ static int build_root(const rz__sbx_tmpl *t)
             return -1;
     }
     /* Steps open the files in these through their binds, never list
-     * them; /.rz-net is the init's only (it binds its etc over /etc). */
+     * them; /.rz-net is the init's only (it binds its etc over /etc), a
+     * mount of its own so that a cell can drop it whole (cell_mnt_split). */
     snprintf(p, sizeof p, "%s/.rz-ids", root);
     if (chmod(p, 0711) != 0)
         return -1;
     snprintf(p, sizeof p, "%s/.rz-net", root);
-    if (chmod(p, 0700) != 0 || build_etc(t, root, "/etc", false) != 0 ||
+    if (chmod(p, 0700) != 0 ||
+        mount("rz-net", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              "mode=0700,size=64k") != 0 ||
+        build_etc(t, root, "/etc", false) != 0 ||
         build_etc(t, root, "/.rz-net/etc", true) != 0 || make_dev(root) != 0)
         return -1;
     snprintf(p, sizeof p, "%s/.old", root);
@@ -1390,7 +1394,32 @@ static int bind_id_file(const char *etc, const char *file, const char *base,
     return 0;
 }
 
-/* A cell's mount namespace, a copy of the helper's that each of its
+static int host_proc = -1;     /* the host's /proc (the root has none);
+                                * never a step's (its init closes it) */
+
+/* A cell's two mount namespaces: `net_mnt`, with the network steps' /etc
+ * under /.rz-net, which only their inits are cloned from, and `cell_mnt`,
+ * the one it runs in, without it: every other step's namespace is a copy
+ * of the cell's, so it would copy (and tear down) those ~17 binds it never
+ * sees. -1: none (the helper's own, which has both). */
+static int net_mnt = -1, cell_mnt = -1;
+
+static int mnt_ns_open(void)
+{
+    return host_proc < 0 ? -1
+                         : openat(host_proc, "self/ns/mnt", O_RDONLY | O_CLOEXEC);
+}
+
+static int cell_mnt_split(void)
+{
+    if ((net_mnt = mnt_ns_open()) < 0 || unshare(CLONE_NEWNS) != 0 ||
+        umount2("/.rz-net", MNT_DETACH) != 0)
+        return -1;
+    cell_mnt = mnt_ns_open();
+    return cell_mnt >= 0 ? 0 : -1;
+}
+
+/* A cell's mount namespaces, copies of the helper's that each of its
  * steps copies in turn: passwd and group naming its uid, in both /etcs
  * (once per cell: no mount per step for them). */
 static int cell_ids(uint32_t uid, const rz__sbx_tmpl *t)
@@ -1402,7 +1431,7 @@ static int cell_ids(uint32_t uid, const rz__sbx_tmpl *t)
         if (bind_id_file(etcs[i], "passwd", t->passwd, uid) != 0 ||
             bind_id_file(etcs[i], "group", t->group, uid) != 0)
             return -1;
-    return 0;
+    return cell_mnt_split();
 }
 
 /* Loopback up, as bwrap does: servers on 127.0.0.1 inside a step work. */
@@ -1757,8 +1786,6 @@ static int net_pool_fill(void)
  * routes, sysctls and netfilter stay as made. What passes from one step
  * to the next is counters (lo's packet counts, /proc/net/snmp and
  * netstat): docs/security.md. */
-static int host_proc = -1;     /* the host's /proc, for the views below;
-                                * never a step's (its init closes it) */
 static int cell_net = -1;
 static int cell_net_owner = -1;   /* pidfd of its last occupant; -1: none
                                    * known (then never reused) */
@@ -2228,6 +2255,11 @@ static void init_detach(void)
     mnt_release();
     close(host_net);
     close(host_proc);
+    if (net_mnt >= 0)
+        close(net_mnt);   /* the cell's */
+    if (cell_mnt >= 0)
+        close(cell_mnt);
+    net_mnt = cell_mnt = -1;
     if (mem_usage >= 0)
         close(mem_usage);    /* the cell's */
     if (mem_limit >= 0)
@@ -2666,11 +2698,16 @@ static long init_new(const step *st, int s, int life, bool is_helper,
     int pidfd = -1;
     *net = st->h.network ? -1
            : is_helper ? net_pool_take() : cell_net_take(&shared);
+    bool with_etc = st->h.network && net_mnt >= 0;
+    if (with_etc && setns(net_mnt, CLONE_NEWNS) != 0)
+        return -1;
     long pid = clone_init(ns, &pidfd);
     if (pid == 0) {
         close(s);
         step_init(st, &tmpl, life, *net);
     }
+    if (with_etc && setns(cell_mnt, CLONE_NEWNS) != 0)
+        _exit(1);   /* the runner sees the cell gone and makes another */
     if (shared && pid > 0)
         cell_net_occupied(pidfd);
     else if (pidfd >= 0)

@@ -2158,6 +2158,44 @@ static void test_hostile_resolver_only_with_network(void **state)
     }
 }
 
+/* A cell's steps without network get no mount of the network steps' /etc
+ * (/.rz-net): their namespaces are copies of one without it (17 binds
+ * fewer a step to copy and tear down); a network step between them still
+ * gets it, with passwd naming its uid, and the cell goes back: the fourth
+ * step's init is the first made after the network step's (the third's
+ * was made ahead, before it). */
+static void test_sandbox_cell_net_etc_apart(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available() || rz__sbx_helper_pid() <= 0 ||
+        access("/etc/resolv.conf", R_OK) != 0)
+        skip();
+    rz__sbx_test_cells(true);
+    const char *script =
+        "grep -c ' /.rz-net' /proc/self/mountinfo >&2;"
+        " test -e /etc/resolv.conf && echo resolver >&2;"
+        " grep -q \"^rhizos:x:$(id -u):\" /etc/passwd && echo named >&2;"
+        " exit 0";
+    for (int i = 0; i < 4; i++) {
+        rz_proc_opts o = RZ_PROC_OPTS_INIT;
+        o.sandbox = 1;
+        o.network = i == 1;
+        rz_proc *p = run_sh(&o, script);
+        assert_int_equal(rz_proc_exit_code(p), 0);
+        size_t len;
+        const char *log = rz_proc_log(p, &len);
+        char *s = rz__strndup(log, len);
+        assert_non_null(s);
+        bool ok = i == 1 ? strstr(s, "resolver") && strstr(s, "named")
+                         : strncmp(s, "0\n", 2) == 0 && !strstr(s, "resolver") &&
+                               strstr(s, "named");
+        if (!ok)
+            fail_msg("step %d (network %d): %s", i, i == 1, s);
+        free(s);
+        rz_proc_free(p);
+    }
+}
+
 /* Make the helper and its cells start again (the root is rebuilt). */
 static void helper_restart(void)
 {
@@ -3906,6 +3944,7 @@ static const struct CMUnitTest helper_tests[] = {
     T(test_sandbox_cell_net_apart),
     T(test_sandbox_cell_net_unchanged),
     T(test_sandbox_net_setting),
+    T(test_sandbox_cell_net_etc_apart),
     T(test_hostile_init_and_cgroup_names),
     T(test_scratch_reuse_refuses_step_owned),
     T(test_sandbox_new_cell_survives),
