@@ -1863,6 +1863,43 @@ static void mnt_release(void)
     mnt_let_go();
 }
 
+/* A spare's copy of the ended step's namespace, often the last reference
+ * to it: dropping that waits for the grace period, so a child sharing our
+ * memory and descriptors drops it, beside the spare's own making and its
+ * wait for its step's request. The step starts only once that child is
+ * gone (mnt_drop_wait): the namespace's tmpfs is charged to the cell's
+ * memory until then. */
+static pid_t mnt_dropper = -1;
+
+static int mnt_drop_main(void *fd)
+{
+    syscall(SYS_close, (long)(intptr_t)fd);
+    syscall(SYS_exit, 0);
+    return 0;
+}
+
+static void mnt_drop_aside(void)
+{
+    static char stack[16384] __attribute__((aligned(64)));
+    if (ended_mnt < 0)
+        return;
+    /* No exit signal: only mnt_drop_wait reaps it (__WALL). */
+    int pid = clone(mnt_drop_main, stack + sizeof stack, CLONE_VM | CLONE_FILES,
+                    (void *)(intptr_t)ended_mnt);
+    if (pid > 0) {
+        mnt_dropper = pid;
+        ended_mnt = -1;   /* the child's to close; else mnt_release's */
+    }
+}
+
+static void mnt_drop_wait(void)
+{
+    while (mnt_dropper > 0 && waitpid(mnt_dropper, NULL, __WALL) < 0 &&
+           errno == EINTR)
+        ;
+    mnt_dropper = -1;
+}
+
 static void mnt_hold(pid_t pid)
 {
     mnt_ended();   /* let go of after this request's answer */
@@ -2341,6 +2378,7 @@ static _Noreturn void step_run(const step *s, const rz__sbx_tmpl *t,
             _exit(127);
         scratch_give(s);
     }
+    mnt_drop_wait();
     pid_t leader = spawn_step(s, t);
     if (leader < 0)
         fail_to(ep);
@@ -2431,6 +2469,7 @@ static _Noreturn void spare_main(int s, int sp, int life, int net,
     (void)!send(s, note, sizeof note, MSG_NOSIGNAL);
     close(s);
     (void)!send(sp, "n", 1, MSG_NOSIGNAL);
+    mnt_drop_aside();
     init_detach();
     int err = 0;
     if (setsid() < 0 || setns(net, CLONE_NEWNET) != 0 ||
@@ -2468,6 +2507,8 @@ static _Noreturn void spare_main(int s, int sp, int life, int net,
         (umount2("/tmp", MNT_DETACH) != 0 ||
          tmpfs_at("/tmp", st.h.scratch_mb, "1777", 0) != 0))
         fail_to(ep);
+    if (checking)
+        mnt_drop_wait();   /* the check runs as the step would */
     check_start(&st, &tmpl);
     if (step_mounts(&st) != 0)
         fail_to(ep);
