@@ -1410,13 +1410,23 @@ static int mnt_ns_open(void)
                          : openat(host_proc, "self/ns/mnt", O_RDONLY | O_CLOEXEC);
 }
 
+/* 0, split or (no descriptor to be had) left whole; -1: neither. */
 static int cell_mnt_split(void)
 {
-    if ((net_mnt = mnt_ns_open()) < 0 || unshare(CLONE_NEWNS) != 0 ||
-        umount2("/.rz-net", MNT_DETACH) != 0)
-        return -1;
-    cell_mnt = mnt_ns_open();
-    return cell_mnt >= 0 ? 0 : -1;
+    int net = mnt_ns_open(), own = -1;
+    if (net < 0 || unshare(CLONE_NEWNS) != 0) {
+        if (net >= 0)
+            close(net);
+        return 0;   /* one namespace with both, as the helper's */
+    }
+    if (umount2("/.rz-net", MNT_DETACH) == 0 && (own = mnt_ns_open()) >= 0) {
+        net_mnt = net;
+        cell_mnt = own;
+        return 0;
+    }
+    int rc = setns(net, CLONE_NEWNS);   /* whole again, or a copy of it */
+    close(net);
+    return rc;
 }
 
 /* A cell's mount namespaces, copies of the helper's that each of its
