@@ -2841,6 +2841,19 @@ static bool netns_cookie_known(void)
 #endif
 }
 
+/* This process's network namespace's cookie, as a step reports its own. */
+static void own_netns_cookie(char *buf, size_t size)
+{
+    uint64_t c = 0;
+#ifdef SO_NETNS_COOKIE
+    int sk = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    socklen_t len = sizeof c;
+    assert_true(sk >= 0 && getsockopt(sk, SOL_SOCKET, SO_NETNS_COOKIE, &c, &len) == 0);
+    close(sk);
+#endif
+    snprintf(buf, size, "%llu", (unsigned long long)c);
+}
+
 /* A step's report of its network namespace: its cookie ("ns"), its TCP
  * sockets ("tcp"), whether it keeps TCP metrics ("nm": 1, none). */
 static const char net_report_sh[] =
@@ -2856,7 +2869,7 @@ static const char net_report_sh[] =
  * own, never one an earlier step had: the first leaves a TCP connection
  * closing on its loopback, and neither later step sees it, nor shares a
  * namespace (told by the namespaces' cookies: an ended step's namespace's
- * inode number may be a later one's). */
+ * inode number may be a later one's), nor is in the runner's. */
 static void test_sandbox_cell_net_fresh(void **state)
 {
     (void)state;
@@ -2882,6 +2895,11 @@ static void test_sandbox_cell_net_fresh(void **state)
         strcmp(ns[2], ns[1]) == 0 || strcmp(ns[2], ns[0]) == 0 || tcp[2] != 0)
         fail_msg("%s (%d TCP), %s (%d), %s (%d)", ns[0], tcp[0], ns[1], tcp[1],
                  ns[2], tcp[2]);
+    char own[32];   /* nor the runner's (the host's), whence the pool's come */
+    own_netns_cookie(own, sizeof own);
+    for (int i = 0; i < 3; i++)
+        if (strcmp(ns[i], own) == 0)
+            fail_msg("step %d in the runner's namespace %s", i, own);
 }
 
 /* With RHIZOS_SANDBOX_NET=cell a cell's steps without network share the
