@@ -75,11 +75,18 @@ RZ_EXTERN void rz_auth_close(rz_auth *a);
  * reads see them. A put that fails leaves the group as it was. Another
  * thread's puts wait for the commit, and its reads do not see the group's
  * puts until then. A server answers the requests of a
- * group only after its commit returned RZ_OK; a failed commit loses the
- * group's puts. Begin inside a group: RZ_ESTATE; commit outside one:
+ * group only after its commit returned RZ_OK, or once a redo copy of each
+ * of its puts is durable elsewhere (rz_auth_group_writes; the
+ * orchestrator's results: server/orchestrator/auth_pass.c); a failed
+ * commit loses the group's puts. Begin inside a group: RZ_ESTATE; commit outside one:
  * RZ_OK, nothing to do. */
 RZ_EXTERN RZ_NODISCARD int rz_auth_group_begin(rz_auth *a);
 RZ_EXTERN RZ_NODISCARD int rz_auth_group_commit(rz_auth *a);
+/* The writes (puts, deletes) the open group holds: a server that keeps a
+ * redo copy of some of them elsewhere (rz_engine_extra_put) compares its
+ * count with this to tell whether the group holds others. 0 outside a
+ * group. */
+RZ_EXTERN uint64_t rz_auth_group_writes(const rz_auth *a);
 
 /* RZ_OK if `key` meets the strength rule above, else RZ_EINVAL with the
  * rule broken in rz_error_last() (never the key itself). */

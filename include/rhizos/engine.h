@@ -708,6 +708,32 @@ RZ_EXTERN RZ_NODISCARD int rz_engine_group_begin(rz_engine *e);
 RZ_EXTERN RZ_NODISCARD int rz_engine_group_commit(rz_engine *e);
 /* 1 inside a group, else 0. */
 RZ_EXTERN int rz_engine_in_group(const rz_engine *e);
+/* ---- Extra records (for servers) ----
+ * A caller's own records (a key of 1 to RZ_ENGINE_EXTRA_KEY_MAX bytes,
+ * any bytes as the value), written by the engine's next commit (the open
+ * group's, else the next call that changes state, or rz_engine_close) in
+ * the same LMDB transaction as the engine's own changes: durable
+ * together with them, or not at all. Puts and deletes apply in call
+ * order; a delete of a key not stored is no error. A put makes that
+ * commit happen; deletes wait for one with a change of its own (they are
+ * lost at close without one: the caller must allow for a record it
+ * deleted coming back). A server keeps in them
+ * a redo copy of what another store of its holds in a transaction not yet
+ * durable, so that the engine's fsync covers both (the orchestrator's
+ * auth store, docs/engine.md "Extra records"). rz_engine_extra_each calls
+ * fn with each stored record in key order (not the ones waiting for a
+ * commit); fn returning nonzero stops it with RZ_ECANCELED. */
+#define RZ_ENGINE_EXTRA_KEY_MAX 256
+RZ_EXTERN RZ_NODISCARD int rz_engine_extra_put(rz_engine *e, const void *key,
+                                               size_t klen, const void *val,
+                                               size_t vlen);
+RZ_EXTERN RZ_NODISCARD int rz_engine_extra_del(rz_engine *e, const void *key,
+                                               size_t klen);
+typedef int (*rz_engine_extra_fn)(void *arg, const void *key, size_t klen,
+                                  const void *val, size_t vlen);
+RZ_EXTERN RZ_NODISCARD int rz_engine_extra_each(rz_engine *e,
+                                                rz_engine_extra_fn fn, void *arg);
+
 /* Micros the open group will hold from `client` at its commit (0 outside
  * a group); rz_engine_available leaves them, and a server's withdrawals go
  * through rz_engine_withdraw, which checks it. */

@@ -49,6 +49,7 @@ struct rz_auth {
     size_t map_len;
     uint64_t commits;
     MDB_txn *group;      /* rz_auth_group_begin's, or NULL */
+    uint64_t group_writes;   /* writes it holds (rz_auth_group_writes) */
     pthread_t group_thread;
     bool has_admin;
     unsigned char admin_hash[32];
@@ -87,8 +88,12 @@ static int end_write(rz_auth *a, MDB_txn *txn, int mrc, bool ok)
 {
     if (!txn)
         return mrc;
-    if (mrc == 0 && ok)
-        return commit(a, txn);
+    if (mrc == 0 && ok) {
+        mrc = commit(a, txn);
+        a->group_writes += mrc == 0 && a->group &&
+                           pthread_equal(a->group_thread, pthread_self());
+        return mrc;
+    }
     mdb_txn_abort(txn);
     return mrc;
 }
@@ -132,7 +137,13 @@ int rz_auth_group_begin(rz_auth *a)
         return db_error(mrc, "group");
     }
     a->group_thread = pthread_self();
+    a->group_writes = 0;
     return RZ_OK;
+}
+
+uint64_t rz_auth_group_writes(const rz_auth *a)
+{
+    return a && a->group ? a->group_writes : 0;
 }
 
 int rz_auth_group_commit(rz_auth *a)
@@ -141,6 +152,7 @@ int rz_auth_group_commit(rz_auth *a)
         return RZ_OK;
     MDB_txn *g = a->group;
     a->group = NULL;
+    a->group_writes = 0;
     int mrc = commit(a, g);
     return mrc ? db_error(mrc, "group commit") : RZ_OK;
 }

@@ -117,7 +117,7 @@ void rz__engine_paid_merge(rz_engine *e)
 static bool commit_due(const rz_engine *e)
 {
     if (e->n_dirty_nodes || e->n_dirty_jobs || e->n_dirty_deps ||
-        e->n_step_events || e->dirty_lost)
+        e->n_step_events || e->dirty_lost || rz__engine_extra_due(e))
         return true;
     return e->n_paid && (e->now < e->paid_at ||
                          e->now - e->paid_at >= RZ__PAID_WRITE_MS);
@@ -749,6 +749,8 @@ void rz_engine_close(rz_engine *e)
     free(e->events);
     free(e->group_holds);
     free(e->group_sums);
+    rz__engine_extra_clear(e);   /* not written: a broken engine's */
+    free(e->extra);
     free(e->req_groups);   /* empty: every job released its entry */
     rz_matcher_free(e->matcher);
     rz_ledger_close(e->ledger);

@@ -25,6 +25,13 @@
  * the payment: a commit for it alone would only spare that replay
  * (engine.c rz__engine_paid_later).
  *
+ * A caller's extra records (extra.c) are written in the same transaction
+ * as the commit they wait for, so they are durable exactly when its
+ * changes are: a server's redo copy of a result's record in another store
+ * is there after a crash if and only if the result is. Their deletes ride
+ * with a later commit of a change of its own and may be lost at a crash
+ * or close (the caller then meets the record again).
+ *
  * A replicated job's votes are members of its runs' job records, and its
  * verdict finishes every run in the commit of the last vote (replica.c).
  *
@@ -398,6 +405,7 @@ struct rz_engine {
     MDB_dbi db_step_events;   /* named "devs" on disk */
     MDB_dbi db_dep_flows;     /* "dflow": each deployment's text, once */
     MDB_dbi db_by_client;     /* "bycl": client, kind, id -> nothing */
+    MDB_dbi db_extra;         /* "extra": a caller's records (extra.c) */
     bool index_mark;          /* the next commit marks "bycl" complete */
     rz_ledger *ledger;
     rz_matcher *matcher;
@@ -460,6 +468,10 @@ struct rz_engine {
 
     rz_engine_event *events; size_t ev_head, ev_len;
 
+    /* A caller's records to write with the next commit, in call order
+     * (rz_engine_extra_put/del, extra.c). */
+    struct rz__extra_op *extra; size_t n_extra, cap_extra;
+
     /* Group commit (rz_engine_group_begin): jobs whose hold is not in the
      * ledger yet, and what they hold per client. */
     bool in_group;
@@ -477,6 +489,14 @@ struct rz_engine {
  * also how far past a missing hold rz_engine_open looks for orphans. */
 #define RZ__GROUP_HOLDS_MAX 1024
 
+/* A put (val non-NULL, or vlen 0 with put set) or a delete of one of a
+ * caller's records (extra.c). */
+typedef struct rz__extra_op {
+    unsigned char *key; size_t klen;
+    unsigned char *val; size_t vlen;
+    bool put;
+} rz__extra_op;
+
 typedef struct rz__group_sum {
     rz_ledger_id client;
     uint64_t micros;
@@ -493,6 +513,13 @@ RZ_HIDDEN int rz__engine_commit(rz_engine *e);
  * where a simulated crash may strike; NULL otherwise. */
 RZ_HIDDEN extern void (*rz__engine_commit_seam)(void);
 RZ_HIDDEN int rz__engine_load(rz_engine *e);
+/* A caller's records (extra.c) into the commit's transaction, sealed as
+ * the engine's own (store.c); forgotten once committed (extra.c). */
+RZ_HIDDEN int rz__engine_extra_write(rz_engine *e, MDB_txn *txn);
+RZ_HIDDEN void rz__engine_extra_clear(rz_engine *e);
+/* Whether they need a commit of their own: a put does, deletes wait for
+ * a commit with a change of its own. */
+RZ_HIDDEN bool rz__engine_extra_due(const rz_engine *e);
 /* Drop the store's mapped pages from RSS (every SHED_COMMITS commits). */
 RZ_HIDDEN void rz__engine_store_shed(rz_engine *e);
 /* Drops n's printed caps: call when n->caps is replaced or freed. */

@@ -6,6 +6,7 @@
  *          inputs (JSON), written once with its first commit
  *   devs   u64 deployment, u32 sequence   -> one step event (JSON);
  *          e->db_step_events in memory, "devs" on disk
+ *   extra  a caller's key                 -> its bytes (rz_engine_extra_put)
  * A pending step's job has no record until it first changes: ids of
  * running deployments' steps may be missing (rz__engine_dep_rebuild makes
  * those jobs again); any other gap is corruption.
@@ -362,7 +363,7 @@ int rz__engine_store_open(rz_engine *e, const char *data_dir)
         return rc;
     }
     static const char *const names[] = {"nodes", "jobs", "deps", "devs",
-                                        "dflow", "bycl", "ret"};
+                                        "dflow", "bycl", "ret", "extra"};
     MDB_dbi dbis[RZ_ARRAY_LEN(names)];
     int mrc = rz__lmdb_open(&e->env, dir, ENGINE_MAP_SIZE,
                             e->opts.durable ? 0 : MDB_NOSYNC, names, dbis,
@@ -380,6 +381,7 @@ int rz__engine_store_open(rz_engine *e, const char *data_dir)
     e->db_dep_flows = dbis[4];
     e->db_by_client = dbis[5];
     e->db_ret = dbis[6];
+    e->db_extra = dbis[7];
     if ((rc = ret_read(e)) != RZ_OK)
         return rc;
     return index_build(e);
@@ -951,7 +953,7 @@ int rz__engine_commit(rz_engine *e)
     }
     rz__engine_paid_merge(e);
     if (!e->n_dirty_nodes && !e->n_dirty_jobs && !e->n_dirty_deps &&
-        !e->n_step_events)
+        !e->n_step_events && !rz__engine_extra_due(e))
         return RZ_OK;
     uint64_t f0 = e->opts.durable ? 0 : rz__lmdb_faults();
     MDB_txn *txn = NULL;
@@ -961,6 +963,8 @@ int rz__engine_commit(rz_engine *e)
         return db_error(mrc, "begin");
     }
     int rc = write_dirty(e, txn);
+    if (rc == RZ_OK)
+        rc = rz__engine_extra_write(e, txn);
     if (rc != RZ_OK) {
         mdb_txn_abort(txn);
         e->broken = true;
@@ -974,9 +978,60 @@ int rz__engine_commit(rz_engine *e)
     if (rz__engine_commit_seam)
         rz__engine_commit_seam();
     clear_dirty(e);
+    rz__engine_extra_clear(e);
     if (shed_due(e, f0))
         rz__engine_store_shed(e);
     return RZ_OK;
+}
+
+/* The caller's records (extra.c), in call order: a put sealed as the
+ * engine's records are, a delete of what may not be there. */
+int rz__engine_extra_write(rz_engine *e, MDB_txn *txn)
+{
+    int mrc = 0;
+    for (size_t i = 0; mrc == 0 && i < e->n_extra; i++) {
+        const rz__extra_op *op = &e->extra[i];
+        MDB_val key = { op->klen, op->key }, val = { HDR + op->vlen, NULL };
+        if (!op->put) {
+            mrc = mdb_del(txn, e->db_extra, &key, NULL);
+            mrc = mrc == MDB_NOTFOUND ? 0 : mrc;
+            continue;
+        }
+        mrc = mdb_put(txn, e->db_extra, &key, &val, MDB_RESERVE);
+        if (mrc == 0) {
+            memcpy((unsigned char *)val.mv_data + HDR, op->val, op->vlen);
+            seal(val.mv_data, op->key, op->klen, op->vlen);
+        }
+    }
+    return mrc ? db_error(mrc, "write") : RZ_OK;
+}
+
+int rz_engine_extra_each(rz_engine *e, rz_engine_extra_fn fn, void *arg)
+{
+    if (!e || !fn)
+        return rz__error(RZ_EINVAL, "no engine or function");
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    int mrc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn);
+    if (mrc == 0)
+        mrc = mdb_cursor_open(txn, e->db_extra, &cur);
+    MDB_val k, v;
+    int rc = RZ_OK;
+    if (mrc == 0)
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    for (; mrc == 0 && rc == RZ_OK; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const char *val;
+        size_t len;
+        rc = unwrap(&k, &v, &val, &len);
+        if (rc == RZ_OK && fn(arg, k.mv_data, k.mv_size, val, len) != 0)
+            rc = rz__error(RZ_ECANCELED, "stopped by the caller");
+    }
+    if (rc == RZ_OK && mrc != MDB_NOTFOUND)
+        rc = db_error(mrc, "read");
+    mdb_cursor_close(cur);
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
 }
 
 /* The store's mapped pages out of RSS (rz__lmdb_shed): it would grow with

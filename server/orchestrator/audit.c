@@ -29,7 +29,9 @@
  * log's own word: a chain rewritten without the key (all records unkeyed)
  * is refused against it. A record is
  * durable in the log first (write + fdatasync), then the head moves (an
- * fsync'd LMDB commit: in a pass, the pass's commit of the auth store).
+ * fsync'd LMDB commit: in a pass, the auth store's group, committed by the
+ * pass or, when the pass's other auth writes have redo copies in the
+ * engine, within 50 ms: auth_pass.c).
  * A pass's end records move the head when they are written: with the next
  * pass's commit, which a busy server makes anyway, or AUDIT_HEAD_LAG_MS
  * later on its own; the head never names a record not yet synced. A crash
@@ -324,6 +326,7 @@ static int head_put(orch *o, uint64_t seq, const char hex[HASH_HEX + 1])
         rz_auth_audit_head_put2(o->auth, seq, bin, o->audit_keyed_since) != RZ_OK)
         return fail(RZ_EIO, "cannot keep the audit head in the auth store: %s",
                     rz_error_last()->message);
+    auth_write_covered(o);   /* a head behind the log is accepted at start */
     return RZ_OK;
 }
 

@@ -28,7 +28,7 @@ int auth_open(orch *o)
     to.max_failures = o->opts.auth_failures;
     if (o->opts.auth_failures && (rc = rz_auth_throttle_new(&o->throttle, &to)) != RZ_OK)
         return say(rc, "throttle");
-    return RZ_OK;
+    return auth_redo_replay(o);   /* the engine is open: what a crash left */
 }
 
 void auth_close(orch *o)
@@ -221,8 +221,8 @@ int auth_put_log(orch *o, uint64_t job, uint32_t attempt, const char *log, size_
         all[len] = '\0';
         memcpy(all + len + 1, marks, ml);
     }
-    int rc = rz_auth_attempt_log_put(o->auth, job, attempt, all ? all : log,
-                                     all ? len + 1 + ml : len);
+    int rc = auth_put_log_bytes(o, job, attempt, all ? all : log,
+                                all ? len + 1 + ml : len);
     free(all);
     cJSON_free(marks);
     return rc == RZ_OK ? rc : say(rc, "write");

@@ -300,6 +300,7 @@ static void control_try(control_req *c)
     }
     char err[700] = "";
     uint64_t t0 = orch_mono_ns();
+    auth_settle(o);   /* a kept group's writes into the copy (auth_pass.c) */
     int rc = rz_ledger_checkpoint(rz_engine_ledger(o->e));
     if (rc != RZ_OK)
         snprintf(err, sizeof err, "ledger checkpoint: %s", rz_error_last()->message);

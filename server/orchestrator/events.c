@@ -655,9 +655,10 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     orch *o = arg;
     audit_begin_flush(o);   /* the pass's audited calls run now */
     orch_after(o);   /* placements and hand-overs join the same commit */
-    /* The pass's auth puts (a result's signature and log) first, as when
-     * each was durable at once: one fsync for them all, not two a result. */
-    int rc = rz_auth_group_commit(o->auth);
+    /* The pass's auth puts first, as when each was durable at once: one
+     * fsync for them all. A result's signature and log need none of their
+     * own: their redo copies go with the engine's commit (auth_pass.c). */
+    int rc = auth_pass_commit(o);
     int erc = rz_engine_group_commit(o->e);
     rc = rc != RZ_OK ? rc : erc;
     o->grouped = false;
@@ -689,9 +690,11 @@ void orch_group_open(orch *o)
         return;
     if (!o->flush && !(o->flush = event_new(o->base, -1, 0, on_flush, o)))
         return;
-    if (rz_engine_group_begin(o->e) != RZ_OK)
+    if (rz_engine_group_begin(o->e) != RZ_OK) {
+        auth_settle(o);   /* writes now durable one by one */
         return;   /* a broken engine: calls fail, replies go out at once */
-    if (o->auth && rz_auth_group_begin(o->auth) != RZ_OK) {
+    }
+    if (o->auth && !o->auth_kept && rz_auth_group_begin(o->auth) != RZ_OK) {
         (void)!rz_engine_group_commit(o->e);   /* nothing in it yet */
         return;   /* puts stay durable one by one; replies go out at once */
     }
@@ -705,7 +708,7 @@ void orch_group_open(orch *o)
 void orch_group_discard(orch *o)
 {
     audit_begin_drop(o);
-    (void)!rz_auth_group_commit(o->auth);   /* as the engine does at close */
+    auth_stop(o);   /* as the engine does at close */
     for (size_t i = 0; i < o->n_held; i++)
         if (o->held[i].body)
             evbuffer_free(o->held[i].body);

@@ -836,6 +836,7 @@ static void finish(orch *o)
         event_free(o->audit_head_ev);
     o->audit_head_ev = NULL;
     orch_group_discard(o);
+    auth_pass_free(o);
     if (o->http)
         evhttp_free(o->http);   /* frees the requests still held */
     httpconn_free(o->conns);

@@ -336,6 +336,20 @@ void r_metrics(req *q)
                         "nothing makes none).\n# TYPE rhizos_engine_commits_total counter\n"
                         "rhizos_engine_commits_total %llu\n",
                         (unsigned long long)st.commits);
+    evbuffer_add_printf(b, "# HELP rhizos_auth_pass_commits_total A pass's "
+                        "commits of the auth store that held writes (a pass "
+                        "whose writes all have a redo copy in the engine's "
+                        "commit makes none).\n"
+                        "# TYPE rhizos_auth_pass_commits_total counter\n"
+                        "rhizos_auth_pass_commits_total %llu\n"
+                        "# HELP rhizos_auth_lag_commits_total Commits of "
+                        "the auth store's writes that passes kept open, 50 ms "
+                        "after the first, or before a retention pass, a "
+                        "backup or a stop.\n"
+                        "# TYPE rhizos_auth_lag_commits_total counter\n"
+                        "rhizos_auth_lag_commits_total %llu\n",
+                        (unsigned long long)o->auth_pass_commits,
+                        (unsigned long long)o->auth_lag_commits);
     evbuffer_add_printf(b, "# HELP rhizos_node_attempts_ended_total Attempts a "
                         "node's poll said ended before their result came: "
                         "their slot was free for its next job at once.\n"

@@ -236,6 +236,16 @@ typedef struct orch {
     struct event *audit_head_ev;
     uint64_t audit_head_commits;  /* head moves committed on their own, not
                                      with a pass's commit of the auth store */
+    /* The auth store's group kept open past its pass (auth_pass.c): each
+     * write it holds has a redo copy in the engine's extra records, or is
+     * one whose loss is accepted (the audit head). */
+    bool auth_kept;
+    bool auth_settle_due;         /* its timer fired inside a pass */
+    uint64_t auth_covered;        /* such writes in the open group */
+    struct auth_redo *redo; size_t n_redo, cap_redo;   /* their keys */
+    struct event *auth_lag_ev;
+    uint64_t auth_pass_commits;   /* a pass's commits with writes */
+    uint64_t auth_lag_commits;    /* kept groups committed later */
     /* DATA/audit.key, in sodium_malloc'd memory (read-only once loaded,
      * wiped by audit_close). */
     unsigned char *audit_key;
@@ -381,9 +391,30 @@ bool auth_is_metrics_key(orch *o, const char *key);
 int auth_check_metrics_key(const char *key, const char *from);
 /* Keep the metrics key's hash (from --metrics-key-file). */
 int auth_set_metrics_key(orch *o, const char *key);
-/* The store and the throttle; messages on stderr. */
+/* The store and the throttle, and the redo copies a crash left in the
+ * engine (open first) put back; messages on stderr. */
 int auth_open(orch *o);
 void auth_close(orch *o);
+
+/* ---- auth_pass.c: a pass's writes to the auth store ---- */
+/* A signed result's record / a job attempt's log kept in the auth store,
+ * with a redo copy in the engine's extra records when in a pass. */
+int auth_put_result(orch *o, uint64_t job, const char *rec);
+int auth_put_log_bytes(orch *o, uint64_t job, uint32_t attempt,
+                       const char *bytes, size_t len);
+/* A write whose loss at a crash is accepted (the audit head). */
+void auth_write_covered(orch *o);
+/* The pass's end (on_flush): commit the auth store's group, or keep it
+ * open when every write it holds is covered. */
+int auth_pass_commit(orch *o);
+/* Commit a kept group now (between passes only: a timer, retention, a
+ * backup, a stop, a pass that cannot group); nothing inside a pass. */
+void auth_settle(orch *o);
+/* Stopping: whatever group is open committed (in a pass or not). */
+void auth_stop(orch *o);
+/* At start: the redo copies a crash left in the engine put back. */
+int auth_redo_replay(orch *o);
+void auth_pass_free(orch *o);
 /* The admin key, checked for strength (rhizos/auth.h); a message on stderr
  * naming `from` when it is too weak. check: before any store is open. */
 int auth_check_admin(const char *key, const char *from);

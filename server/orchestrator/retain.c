@@ -9,7 +9,8 @@
  * quarter of the age later, at most ORCH_RETAIN_IDLE_MS.
  *
  * Crash story: the auth and flows stores' records go first (their own
- * commits), then the engine's. A crash between leaves jobs without their
+ * commits, after a kept auth group's: auth_pass.c), then the
+ * engine's. A crash between leaves jobs without their
  * logs that the next pass removes; never a log of a job that is gone. The
  * ledger is never written: its transfers stay, and a job whose hold is
  * open is never removed. */
@@ -39,6 +40,7 @@ void orch_retain(orch *o, uint64_t now)
 {
     if (!o->opts.retention_ms || o->grouped || o->stopping || now < o->retain_next)
         return;
+    auth_settle(o);   /* the forgets below then go first, on their own */
     rz_engine_compacted c;
     if (rz_engine_compact(o->e, now, o->opts.retention_ms, ORCH_RETAIN_BUDGET,
                           forget, o, &c) != RZ_OK) {

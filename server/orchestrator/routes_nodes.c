@@ -928,7 +928,7 @@ void r_node_result(req *q)
     }
     /* Kept once the engine took the report: a stale attempt's signature
      * never replaces the one of the result the job shows. */
-    if (rec && !repeat && rz_auth_result_put(o->auth, job, rec) != RZ_OK)
+    if (rec && !repeat && auth_put_result(o, job, rec) != RZ_OK)
         orch_log(o, ORCH_LOG_WARN, "result_signature_not_kept", "job", LOG_U64, job,
                  NULL);
     if (!repeat)

@@ -9,6 +9,9 @@ tamper-evident audit log that fails closed.
   before that attempt's result, also across a crash (SIGKILL) between the
   two; a poll without it waits for the result; a malformed "ended" is a
   400 and changes nothing.
+- A result's signed record and log make no commit of the auth store in
+  their pass (their redo copies go with the engine's), and a kill after
+  the reply and before the auth store's commit loses neither.
 - A client flooding deposit requests is stopped at its cap (429) and at the
   per-request maximum; others still deposit and are confirmed, also after a
   restart; requests expire (--deposit-ttl) and can be cancelled.
@@ -63,11 +66,11 @@ class Server:
         self.extra = list(extra)
         self.start()
 
-    def start(self):
+    def start(self, env=None):
         self.proc = start_orchestrator(
             EXE, self.data, ["--admin-key-file", self.key_file,
                              "--modules", os.path.join(ROOT, "examples", "modules"),
-                             "--quiet", *self.extra], timeout=20)
+                             "--quiet", *self.extra], env=env, timeout=20)
         self.port = self.proc.port
 
     def restart(self):
@@ -182,6 +185,70 @@ class EngineCommits(Base):
         text = text.decode() if isinstance(text, bytes) else text
         return int(next(l.split(" ")[1] for l in text.splitlines()
                         if l.startswith("rhizos_engine_commits_total ")))
+
+
+class AuthCommits(Base):
+    """A result's signed record and log go to the auth store with a redo
+    copy in the engine's commit: the pass commits the engine only, the
+    auth store follows within 50 ms, and a crash before it loses nothing."""
+
+    def metric(self, name):
+        st, text = self.s.call("GET", "/metrics", key=self.s.admin)
+        self.assertEqual(st, 200)
+        text = text.decode() if isinstance(text, bytes) else text
+        return int(next(l.split(" ")[1] for l in text.splitlines()
+                        if l.startswith(name + " ")))
+
+    def run_job(self, nid, tok, key, i):
+        job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_micros": 5000,
+                      "inputs": {"message": "m%d" % i}}, key, 201)["id"]
+        a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % nid, key=tok)
+        self.assertEqual(a["job"], job)
+        self.ok("POST", "/api/v1/nodes/%d/jobs/%d/result" % (nid, job),
+                self.node_key.result_body(job, a["attempt"], {"message": "m%d" % i},
+                                          run_ms=10, log="line %d\n" % i), tok)
+        return job
+
+    def kept(self, key, jobs):
+        for i, job in enumerate(jobs):
+            doc = self.ok("GET", "/api/v1/jobs/%d" % job, key=key)
+            self.assertEqual(doc["status"], "succeeded", doc)
+            self.assertEqual(doc["log"], "line %d\n" % i, doc)
+            self.assertTrue(doc["result_signature"], doc)
+            self.assertTrue(doc["result_verified"], doc)
+
+    def test_results_commit_no_auth_store_of_their_own(self):
+        acct, key = self.client(100000)
+        nid, tok = self.node()
+        p0 = self.metric("rhizos_auth_pass_commits_total")
+        jobs = [self.run_job(nid, tok, key, i) for i in range(5)]
+        # Submissions, polls and results hold no auth write without a copy
+        # (main: one commit of the auth store a result, two syncs).
+        self.assertEqual(self.metric("rhizos_auth_pass_commits_total"), p0)
+        self.kept(key, jobs)   # read through the group kept open
+        self.s.restart()
+        self.kept(key, jobs)
+
+    def test_a_crash_before_the_auth_commit_loses_nothing(self):
+        # The server dies (a test hook) when the kept group's timer fires
+        # with copies in it: after the result's reply, before the auth
+        # store's commit. The next start puts the copies back.
+        acct, key = self.client(100000)
+        nid, tok = self.node()
+        self.s.proc.stop_clean()
+        self.s.start(env=dict(os.environ, RHIZOS_TEST_KILL_BEFORE_AUTH_COMMIT="1"))
+        job = self.run_job(nid, tok, key, 0)
+        self.assertEqual(self.s.proc.p.wait(timeout=10), -signal.SIGKILL)
+        self.s.start()
+        self.kept(key, [job])
+        doc = self.ok("GET", "/api/v1/jobs/%d" % job, key=key)
+        self.assertEqual(self.balance(acct, key), 100000 - doc["cost_micros"])
+        self.s.restart()   # replayed once more: the same records
+        self.kept(key, [job])
+        self.s.proc.stop_clean()
+        r = self.s.audit("--verify")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.s.start()
 
 
 class EndedAttempts(Base):

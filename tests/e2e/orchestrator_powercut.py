@@ -14,6 +14,10 @@ acknowledged credit and no more than was sent, `check --data` must
 pass (ledger verified, engine and ledger agreeing), and every
 acknowledged call must have its begin record in the audit log (a pass's
 end records are synced with the log's next sync: a cut may take them).
+A node takes the jobs and reports signed results with logs: every
+acknowledged result keeps its log and verified signature (the auth store
+commits them up to 50 ms after the reply; the engine's commit holds their
+redo copies, put back at the next start).
 
 Usage: orchestrator_powercut.py ORCHESTRATOR SOURCE_ROOT PRELOAD.so TEST_POWERCUT
 RZ_POWERCUT_ROUNDS (default 8) and RZ_POWERCUT_SEED for longer runs."""
@@ -28,12 +32,17 @@ import unittest
 
 from collections import Counter
 
-from harness import Proc, free_port, http, run, sanitizer_report, start_orchestrator
+from harness import (NodeKey, Proc, free_port, http, run, sanitizer_report,
+                     start_orchestrator)
 
 EXE, ROOT, PRELOAD, PLAYER = sys.argv[1:5]
 ROUNDS = int(os.environ.get("RZ_POWERCUT_ROUNDS", "8"))
 SEED = int(os.environ.get("RZ_POWERCUT_SEED", "20261205"))
 CUT_EXIT = 42
+CAPS = {"cpu": {"cores": 4, "threads": 8}, "memory_mb": 8192,
+        "adapters": ["process"], "max_concurrent_jobs": 4,
+        "prices": {"gpu_hour_micros": 0, "cpu_hour_micros": 36000,
+                   "memory_gb_hour_micros": 0}}
 
 
 class PowerCut(unittest.TestCase):
@@ -83,8 +92,14 @@ class PowerCut(unittest.TestCase):
         st, acct = http(proc.base, "POST", "/api/v1/accounts", key=self.admin,
                         body={"name": "c"})
         self.assertEqual(st, 201, acct)
+        self.node_key = NodeKey("22" * 32)
+        st, node = http(proc.base, "POST", "/api/v1/nodes/register",
+                        body=self.node_key.register_body(CAPS))
+        self.assertEqual(st, 201, node)
+        self.node = (node["id"], node["token"])
         proc.stop_clean()
         acct_id, key = acct["id"], acct["api_key"]
+        results = {}
         rng = random.Random(SEED)
         acked_sum = sent_sum = cuts = lost = 0
         jobs, acked = [], Counter()
@@ -96,7 +111,9 @@ class PowerCut(unittest.TestCase):
                 if not proc.alive():
                     break
                 try:
-                    if i % 3 == 2:
+                    if i % 3 == 1:
+                        self.take_one(proc, results)
+                    elif i % 3 == 2:
                         st, doc = http(proc.base, "POST", "/api/v1/jobs", key=key,
                                        body={"module": "echo@1", "max_cost_micros": 1000},
                                        timeout=10)
@@ -126,22 +143,51 @@ class PowerCut(unittest.TestCase):
                                capture_output=True, text=True, timeout=60)
             self.assertEqual(r.returncode, 0, "round %d: %s%s" % (rnd, r.stdout, r.stderr))
             proc = self.plain()
+            spent = 0   # what the results the store holds cost
             for job in jobs:
                 st, doc = http(proc.base, "GET", "/api/v1/jobs/%s" % job, key=key)
                 self.assertEqual(st, 200, "round %d: acknowledged job %s lost: %r"
                                  % (rnd, job, doc))
+                spent += doc["cost_micros"] or 0
             st, me = http(proc.base, "GET", "/api/v1/accounts/me", key=key)
             self.assertEqual(st, 200, me)
-            total = me["balance_micros"] + me["pending_micros"]
+            total = me["balance_micros"] + me["pending_micros"] + spent
             self.assertGreaterEqual(total, acked_sum, "round %d: acknowledged "
                                     "credits lost" % rnd)
             self.assertLessEqual(total, sent_sum, "round %d" % rnd)
+            self.results_kept(proc, rnd, key, results)
             proc.stop_clean()
             self.begun_all(rnd, acct_id, acked, len(jobs))
-        print("%d rounds: %d power cuts, %d unsynced writes lost; %d jobs and "
-              "%d micro-dollars of credits acknowledged, all there"
-              % (ROUNDS, cuts, lost, len(jobs), acked_sum))
+        print("%d rounds: %d power cuts, %d unsynced writes lost; %d jobs, %d "
+              "results and %d micro-dollars of credits acknowledged, all there"
+              % (ROUNDS, cuts, lost, len(jobs), len(results), acked_sum))
         self.assertGreater(cuts, 0)
+
+    def take_one(self, proc, results):
+        """The node takes a job, if one waits, and reports its result with a
+        log; an acknowledged one is kept in `results` (job -> log)."""
+        nid, tok = self.node
+        st, a = http(proc.base, "GET", "/api/v1/nodes/%d/jobs?wait=0" % nid, key=tok,
+                     timeout=10)
+        if st != 200:
+            return
+        log = "log of %d\n" % a["job"]
+        body = self.node_key.result_body(a["job"], a["attempt"], {"message": "x"},
+                                         run_ms=5, log=log)
+        st, doc = http(proc.base, "POST", "/api/v1/nodes/%d/jobs/%d/result"
+                       % (nid, a["job"]), key=tok, body=body, timeout=10)
+        if st == 200:
+            results[a["job"]] = log
+        else:
+            self.assertEqual(st, 500, doc)   # a failed sync
+
+    def results_kept(self, proc, rnd, key, results):
+        for job, log in results.items():
+            st, doc = http(proc.base, "GET", "/api/v1/jobs/%s" % job, key=key)
+            self.assertEqual(st, 200, doc)
+            self.assertEqual((doc["status"], doc["log"], doc["result_verified"]),
+                             ("succeeded", log, True),
+                             "round %d: an acknowledged result lost: %r" % (rnd, doc))
 
     def begun_all(self, rnd, acct_id, acked, n_jobs):
         """Every acknowledged call's begin record is in the audit log."""

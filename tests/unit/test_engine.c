@@ -2534,6 +2534,76 @@ static void test_paid_mark_waits(void **state)
     check(f);
 }
 
+/* The stored extra records, as "key=value;" (values printed with %.*s). */
+typedef struct extras { char text[256]; size_t n; } extras;
+
+static int extra_seen(void *arg, const void *k, size_t kl, const void *v, size_t vl)
+{
+    extras *x = arg;
+    size_t at = strlen(x->text);
+    snprintf(x->text + at, sizeof x->text - at, "%.*s=%zu:%.*s;", (int)kl,
+             (const char *)k, vl, (int)vl, (const char *)v);
+    x->n++;
+    return 0;
+}
+
+static const char *extras_of(fx *f, extras *x)
+{
+    memset(x, 0, sizeof *x);
+    assert_int_equal(rz_engine_extra_each(f->e, extra_seen, x), RZ_OK);
+    return x->text;
+}
+
+/* A caller's extra records go with the engine's commit, all or nothing:
+ * a crash before the group's commit loses the group's jobs and its
+ * records alike. Deletes wait for a commit with a change of its own. */
+static void test_extra_records_commit_with_the_engine(void **state)
+{
+    fx *f = *state;
+    extras x;
+    pid_t pid = efx_fork(f);
+    if (pid == 0) {
+        bool ok = rz_engine_group_begin(f->e) == RZ_OK && submit(f, 300, 0, 1) &&
+                  rz_engine_extra_put(f->e, "k1", 2, "v1", 2) == RZ_OK &&
+                  rz_engine_extra_put(f->e, "k2", 2, "a\0b", 3) == RZ_OK &&
+                  rz_engine_extra_put(f->e, "k0", 2, NULL, 0) == RZ_OK &&
+                  rz_engine_group_commit(f->e) == RZ_OK &&
+                  rz_engine_group_begin(f->e) == RZ_OK && submit(f, 300, 0, 2) &&
+                  rz_engine_extra_put(f->e, "k3", 2, "v3", 2) == RZ_OK &&
+                  rz_engine_extra_del(f->e, "k1", 2) == RZ_OK;
+        if (!ok)
+            _exit(3);
+        raise(SIGKILL);   /* the second group never committed */
+        _exit(6);
+    }
+    efx_wait_signaled(pid, SIGKILL);
+    efx_reopen(f);
+    check(f);
+    assert_string_equal(extras_of(f, &x), "k0=0:;k1=2:v1;k2=3:a;");
+    assert_int_equal(f->e->n_jobs, 1);
+    /* A delete alone commits nothing; with a change it goes too. */
+    assert_int_equal(rz_engine_extra_del(f->e, "k1", 2), RZ_OK);
+    efx_reopen(f);
+    assert_int_equal(x.n, 3);
+    assert_string_equal(extras_of(f, &x), "k0=0:;k1=2:v1;k2=3:a;");
+    assert_int_equal(rz_engine_extra_del(f->e, "k1", 2), RZ_OK);
+    assert_int_equal(rz_engine_extra_del(f->e, "kx", 2), RZ_OK);   /* not there */
+    assert_true(submit(f, 300, 0, 3) > 0);
+    efx_reopen(f);
+    assert_string_equal(extras_of(f, &x), "k0=0:;k2=3:a;");
+    /* Bad input: refused, nothing queued. */
+    char big[RZ_ENGINE_EXTRA_KEY_MAX + 1];
+    memset(big, 'k', sizeof big);
+    assert_int_equal(rz_engine_extra_put(f->e, NULL, 2, "v", 1), RZ_EINVAL);
+    assert_int_equal(rz_engine_extra_put(f->e, "k", 0, "v", 1), RZ_EINVAL);
+    assert_int_equal(rz_engine_extra_put(f->e, big, sizeof big, "v", 1), RZ_EINVAL);
+    assert_int_equal(rz_engine_extra_put(f->e, "k", 1, NULL, 1), RZ_EINVAL);
+    assert_int_equal(rz_engine_extra_del(f->e, "", 0), RZ_EINVAL);
+    assert_int_equal(rz_engine_extra_each(f->e, NULL, NULL), RZ_EINVAL);
+    assert_int_equal(f->e->n_extra, 0);
+    check(f);
+}
+
 /* A caller whose every call is in a group (the embedded runner) still
  * lets finished work leave memory: what the last commits finished goes
  * when the next group begins, as at a call outside a group. */
@@ -3260,6 +3330,7 @@ int main(void)
         T(test_adhoc_exec),
         T(test_finished_leave_memory),
         T(test_paid_mark_waits),
+        T(test_extra_records_commit_with_the_engine),
         T(test_result_due_frees_the_slot),
         T(test_results_due_bounded),
         T(test_results_due_bounded_by_reservations),
