@@ -715,15 +715,20 @@ RZ_EXTERN int rz_engine_in_group(const rz_engine *e);
  * the same LMDB transaction as the engine's own changes: durable
  * together with them, or not at all. Puts and deletes apply in call
  * order; a delete of a key not stored is no error. A put makes that
- * commit happen; deletes wait for one with a change of its own (they are
- * lost at close without one: the caller must allow for a record it
- * deleted coming back). A server keeps in them
+ * commit happen; deletes wait for one with a change of its own (a call's,
+ * rz_engine_compact's, or rz_engine_close's, which writes them alone
+ * too): a crash before it loses them, so the caller must allow for a
+ * record it deleted coming back. A value over RZ_ENGINE_EXTRA_VAL_MAX
+ * bytes, or one that would make those waiting for a commit hold over
+ * RZ_ENGINE_EXTRA_PENDING_MAX bytes, is RZ_ETOOBIG. A server keeps in them
  * a redo copy of what another store of its holds in a transaction not yet
  * durable, so that the engine's fsync covers both (the orchestrator's
  * auth store, docs/engine.md "Extra records"). rz_engine_extra_each calls
  * fn with each stored record in key order (not the ones waiting for a
  * commit); fn returning nonzero stops it with RZ_ECANCELED. */
 #define RZ_ENGINE_EXTRA_KEY_MAX 256
+#define RZ_ENGINE_EXTRA_VAL_MAX (1024 * 1024)
+#define RZ_ENGINE_EXTRA_PENDING_MAX (64 * 1024 * 1024)
 RZ_EXTERN RZ_NODISCARD int rz_engine_extra_put(rz_engine *e, const void *key,
                                                size_t klen, const void *val,
                                                size_t vlen);

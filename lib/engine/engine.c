@@ -715,6 +715,7 @@ void rz_engine_close(rz_engine *e)
      * the next open (engine.h), so close has nothing more to do. */
     if (e->in_group)
         (void)!rz_engine_group_commit(e);
+    e->closing = true;   /* pending extra deletes are written too */
     if (e->env && !e->broken)
         rz__engine_commit(e);   /* owed flags cleared since the last call */
     for (size_t i = 0; i < e->n_nodes; i++) {

@@ -29,8 +29,9 @@
  * as the commit they wait for, so they are durable exactly when its
  * changes are: a server's redo copy of a result's record in another store
  * is there after a crash if and only if the result is. Their deletes ride
- * with a later commit of a change of its own and may be lost at a crash
- * or close (the caller then meets the record again).
+ * with a later commit of a change of its own (a compaction's, the
+ * close's) and may be lost at a crash (the caller then meets the record
+ * again).
  *
  * A replicated job's votes are members of its runs' job records, and its
  * verdict finishes every run in the commit of the last vote (replica.c).
@@ -471,6 +472,9 @@ struct rz_engine {
     /* A caller's records to write with the next commit, in call order
      * (rz_engine_extra_put/del, extra.c). */
     struct rz__extra_op *extra; size_t n_extra, cap_extra;
+    size_t n_extra_puts;    /* puts among them: a commit is due */
+    size_t extra_bytes;     /* their keys and values */
+    bool closing;           /* rz_engine_close: deletes alone commit too */
 
     /* Group commit (rz_engine_group_begin): jobs whose hold is not in the
      * ledger yet, and what they hold per client. */
@@ -518,7 +522,7 @@ RZ_HIDDEN int rz__engine_load(rz_engine *e);
 RZ_HIDDEN int rz__engine_extra_write(rz_engine *e, MDB_txn *txn);
 RZ_HIDDEN void rz__engine_extra_clear(rz_engine *e);
 /* Whether they need a commit of their own: a put does, deletes wait for
- * a commit with a change of its own. */
+ * a commit with a change of its own (a compaction's, the close's). */
 RZ_HIDDEN bool rz__engine_extra_due(const rz_engine *e);
 /* Drop the store's mapped pages from RSS (every SHED_COMMITS commits). */
 RZ_HIDDEN void rz__engine_store_shed(rz_engine *e);

@@ -17,6 +17,11 @@ static int extra_add(rz_engine *e, const void *key, size_t klen,
         (put && vlen && !val))
         return rz__error(RZ_EINVAL, "an extra record needs a key of 1 to %d "
                          "bytes (and its value)", RZ_ENGINE_EXTRA_KEY_MAX);
+    if (vlen > RZ_ENGINE_EXTRA_VAL_MAX ||
+        klen + vlen > RZ_ENGINE_EXTRA_PENDING_MAX - e->extra_bytes)
+        return rz__error(RZ_ETOOBIG, "an extra record's value is at most %d "
+                         "bytes, and those waiting for a commit at most %d",
+                         RZ_ENGINE_EXTRA_VAL_MAX, RZ_ENGINE_EXTRA_PENDING_MAX);
     if (e->broken)
         return rz__error(RZ_EDB, "an earlier commit failed; reopen the engine");
     if (!rz__engine_grow((void **)&e->extra, &e->cap_extra, e->n_extra + 1,
@@ -34,6 +39,8 @@ static int extra_add(rz_engine *e, const void *key, size_t klen,
     if (vlen)
         memcpy(op.val, val, vlen);
     e->extra[e->n_extra++] = op;
+    e->n_extra_puts += put;
+    e->extra_bytes += klen + vlen;
     return RZ_OK;
 }
 
@@ -50,13 +57,10 @@ int rz_engine_extra_del(rz_engine *e, const void *key, size_t klen)
 
 /* A put is what a caller's reply may wait for; a delete only tidies (the
  * copy of what another store made durable since), so it rides along with
- * the next commit that has a change of its own. */
+ * the next commit that has a change of its own, or the close's. */
 bool rz__engine_extra_due(const rz_engine *e)
 {
-    for (size_t i = 0; i < e->n_extra; i++)
-        if (e->extra[i].put)
-            return true;
-    return false;
+    return e->n_extra_puts || (e->closing && e->n_extra);
 }
 
 void rz__engine_extra_clear(rz_engine *e)
@@ -65,5 +69,5 @@ void rz__engine_extra_clear(rz_engine *e)
         free(e->extra[i].key);
         free(e->extra[i].val);
     }
-    e->n_extra = 0;
+    e->n_extra = e->n_extra_puts = e->extra_bytes = 0;
 }

@@ -2146,11 +2146,18 @@ int rz_engine_compact(rz_engine *e, uint64_t now_ms, uint64_t older_than_ms,
     if (rc == RZ_OK && any && fn && fn(userdata, p.ids, n_jobs, deps, n_deps) != 0)
         rc = rz__error(RZ_EIO, "compaction: the caller's records could not be "
                        "removed: %s", rz_error_last()->message);
-    if (rc == RZ_OK && any) {
+    /* A caller's extra deletes waiting for a commit go in this one: its
+     * copies of the jobs removed must not outlive them (extra.c). */
+    bool extra = e->n_extra > 0;
+    if (rc == RZ_OK && extra)
+        rc = rz__engine_extra_write(e, p.txn);
+    if (rc == RZ_OK && (any || extra)) {
         mrc = mdb_txn_commit(p.txn);
         rc = mrc ? db_error(mrc, "commit") : RZ_OK;
     } else
         mdb_txn_abort(p.txn);
+    if (rc == RZ_OK && extra)
+        rz__engine_extra_clear(e);
     if (rc == RZ_OK && any) {
         e->ret = p.ret;
         /* Read-back copies of what went, dropped in place: a cache lost

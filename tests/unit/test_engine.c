@@ -2581,16 +2581,26 @@ static void test_extra_records_commit_with_the_engine(void **state)
     check(f);
     assert_string_equal(extras_of(f, &x), "k0=0:;k1=2:v1;k2=3:a;");
     assert_int_equal(f->e->n_jobs, 1);
-    /* A delete alone commits nothing; with a change it goes too. */
-    assert_int_equal(rz_engine_extra_del(f->e, "k1", 2), RZ_OK);
-    efx_reopen(f);
-    assert_int_equal(x.n, 3);
-    assert_string_equal(extras_of(f, &x), "k0=0:;k1=2:v1;k2=3:a;");
+    /* A delete alone makes no commit of its own; the close writes it (a
+     * copy deleted must not come back at the next open). */
     assert_int_equal(rz_engine_extra_del(f->e, "k1", 2), RZ_OK);
     assert_int_equal(rz_engine_extra_del(f->e, "kx", 2), RZ_OK);   /* not there */
-    assert_true(submit(f, 300, 0, 3) > 0);
+    assert_int_equal(rz_engine_tick(f->e, 3), RZ_OK);
+    assert_string_equal(extras_of(f, &x), "k0=0:;k1=2:v1;k2=3:a;");
     efx_reopen(f);
     assert_string_equal(extras_of(f, &x), "k0=0:;k2=3:a;");
+    /* With a change it goes at once. */
+    assert_int_equal(rz_engine_extra_del(f->e, "k2", 2), RZ_OK);
+    assert_true(submit(f, 300, 0, 3) > 0);
+    assert_string_equal(extras_of(f, &x), "k0=0:;");
+    /* So with a compaction's commit, even one that removes nothing: the
+     * copies of the jobs it removes must go with them. */
+    assert_int_equal(rz_engine_extra_del(f->e, "k0", 2), RZ_OK);
+    rz_engine_compacted c;
+    assert_int_equal(rz_engine_compact(f->e, 5000, 1000, 10, NULL, NULL, &c), RZ_OK);
+    assert_int_equal(c.jobs, 0);
+    assert_string_equal(extras_of(f, &x), "");
+    assert_int_equal(f->e->n_extra, 0);
     /* Bad input: refused, nothing queued. */
     char big[RZ_ENGINE_EXTRA_KEY_MAX + 1];
     memset(big, 'k', sizeof big);
@@ -2600,7 +2610,22 @@ static void test_extra_records_commit_with_the_engine(void **state)
     assert_int_equal(rz_engine_extra_put(f->e, "k", 1, NULL, 1), RZ_EINVAL);
     assert_int_equal(rz_engine_extra_del(f->e, "", 0), RZ_EINVAL);
     assert_int_equal(rz_engine_extra_each(f->e, NULL, NULL), RZ_EINVAL);
+    assert_int_equal(rz_engine_extra_put(f->e, "k", 1, big,
+                                         RZ_ENGINE_EXTRA_VAL_MAX + 1), RZ_ETOOBIG);
+    assert_int_equal(rz_engine_extra_put(f->e, "k", 1, big, SIZE_MAX), RZ_ETOOBIG);
     assert_int_equal(f->e->n_extra, 0);
+    /* Those waiting for a commit hold at most RZ_ENGINE_EXTRA_PENDING_MAX. */
+    char *mib = calloc(1, RZ_ENGINE_EXTRA_VAL_MAX);
+    assert_non_null(mib);
+    int rc = RZ_OK;
+    size_t n = 0;
+    while ((rc = rz_engine_extra_put(f->e, "kb", 2, mib, RZ_ENGINE_EXTRA_VAL_MAX)) == RZ_OK)
+        n++;
+    free(mib);
+    assert_int_equal(rc, RZ_ETOOBIG);
+    assert_int_equal(n, RZ_ENGINE_EXTRA_PENDING_MAX / RZ_ENGINE_EXTRA_VAL_MAX - 1);
+    assert_int_equal(f->e->n_extra, n);
+    rz__engine_extra_clear(f->e);   /* not for the store's map */
     check(f);
 }
 
