@@ -87,6 +87,14 @@ RZ_EXTERN RZ_NODISCARD int rz_auth_group_commit(rz_auth *a);
  * count with this to tell whether the group holds others. 0 outside a
  * group. */
 RZ_EXTERN uint64_t rz_auth_group_writes(const rz_auth *a);
+/* Drop the open group's writes (none durable): RZ_OK outside a group. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_group_abort(rz_auth *a);
+/* A server's own mark, kept with the writes of the same commit: the
+ * orchestrator's highest redo copy sequence whose writes this store
+ * holds (server/orchestrator/auth_pass.c). put in a group joins it; get
+ * gives 0 while none was put. */
+RZ_EXTERN RZ_NODISCARD int rz_auth_redo_mark_put(rz_auth *a, uint64_t seq);
+RZ_EXTERN RZ_NODISCARD int rz_auth_redo_mark_get(const rz_auth *a, uint64_t *seq);
 
 /* RZ_OK if `key` meets the strength rule above, else RZ_EINVAL with the
  * rule broken in rz_error_last() (never the key itself). */

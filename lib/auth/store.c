@@ -146,6 +146,18 @@ uint64_t rz_auth_group_writes(const rz_auth *a)
     return a && a->group ? a->group_writes : 0;
 }
 
+int rz_auth_group_abort(rz_auth *a)
+{
+    if (!a || !a->group)
+        return RZ_OK;
+    if (!pthread_equal(a->group_thread, pthread_self()))
+        return rz__error(RZ_ESTATE, "auth store: the group is another thread's");
+    mdb_txn_abort(a->group);
+    a->group = NULL;
+    a->group_writes = 0;
+    return RZ_OK;
+}
+
 int rz_auth_group_commit(rz_auth *a)
 {
     if (!a || !a->group)
@@ -1082,4 +1094,32 @@ int rz_auth_audit_head_get(const rz_auth *a, uint64_t *seq, unsigned char hash[3
     if (!seq || !hash)
         return rz__error(RZ_EINVAL, "no auth store or output");
     return rz_auth_audit_head_get2(a, seq, hash, &since);
+}
+
+/* "d" in DB_REFS: the redo mark (rz_auth_redo_mark_put), 8 bytes. */
+int rz_auth_redo_mark_put(rz_auth *a, uint64_t seq)
+{
+    if (!a)
+        return rz__error(RZ_EINVAL, "no auth store");
+    unsigned char v[8];
+    key_u64(v, seq);
+    return put(a, DB_REFS, "d", 1, v, sizeof v);
+}
+
+int rz_auth_redo_mark_get(const rz_auth *a, uint64_t *seq)
+{
+    if (!a || !seq)
+        return rz__error(RZ_EINVAL, "no auth store or output");
+    *seq = 0;
+    char *v = NULL;
+    size_t len = 0;
+    int rc = get(a, DB_REFS, "d", 1, &v, &len);
+    if (rc == RZ_ENOENT)
+        rc = RZ_OK;
+    else if (rc == RZ_OK && len != 8)
+        rc = rz__error(RZ_EDB, "auth store: the redo mark has %zu bytes, not 8", len);
+    else if (rc == RZ_OK)
+        *seq = be64((const unsigned char *)v);
+    free(v);
+    return rc;
 }

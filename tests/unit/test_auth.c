@@ -506,6 +506,39 @@ static void test_group_commits_puts_at_once(void **state)
     expect_log(f->a, 9, 0, "one", 1);
 }
 
+/* An aborted group keeps none of its puts; the redo mark is 0 until put,
+ * and a mark put in a group is durable with the group's puts or not at
+ * all. */
+static void test_group_abort_and_redo_mark(void **state)
+{
+    fixture *f = *state;
+    uint64_t mark = 7;
+    assert_int_equal(rz_auth_redo_mark_get(f->a, &mark), RZ_OK);
+    assert_int_equal(mark, 0);
+    assert_int_equal(rz_auth_group_abort(f->a), RZ_OK);   /* none open */
+    assert_int_equal(rz_auth_group_begin(f->a), RZ_OK);
+    assert_int_equal(rz_auth_attempt_log_put(f->a, 9, 1, "one", 3), RZ_OK);
+    assert_int_equal(rz_auth_redo_mark_put(f->a, 5), RZ_OK);
+    assert_int_equal(rz_auth_redo_mark_get(f->a, &mark), RZ_OK);
+    assert_int_equal(mark, 5);   /* the group's reads see it */
+    assert_int_equal(rz_auth_group_abort(f->a), RZ_OK);
+    assert_int_equal(rz_auth_group_writes(f->a), 0);
+    assert_int_equal(rz_auth_redo_mark_get(f->a, &mark), RZ_OK);
+    assert_int_equal(mark, 0);
+    assert_int_equal(read_elsewhere(f->a, 9).log_rc, RZ_ENOENT);
+    assert_int_equal(rz_auth_group_begin(f->a), RZ_OK);   /* none open now */
+    assert_int_equal(rz_auth_attempt_log_put(f->a, 9, 1, "one", 3), RZ_OK);
+    assert_int_equal(rz_auth_redo_mark_put(f->a, 6), RZ_OK);
+    assert_int_equal(rz_auth_group_commit(f->a), RZ_OK);
+    rz_auth_close(f->a);
+    assert_int_equal(rz_auth_open(&f->a, f->dir), RZ_OK);
+    assert_int_equal(rz_auth_redo_mark_get(f->a, &mark), RZ_OK);
+    assert_int_equal(mark, 6);
+    expect_log(f->a, 9, 0, "one", 1);
+    assert_int_equal(rz_auth_redo_mark_put(NULL, 1), RZ_EINVAL);
+    assert_int_equal(rz_auth_redo_mark_get(f->a, NULL), RZ_EINVAL);
+}
+
 /* Past RZ_AUTH_LOG_ATTEMPTS the oldest go, in the same commit; forgetting
  * the job takes them all, its first log too, and no neighbour's. */
 static void test_attempt_logs_rotate_and_are_forgotten(void **state)
@@ -728,6 +761,7 @@ int main(void)
         F(test_logs_are_kept_per_attempt),
         F(test_attempt_logs_rotate_and_are_forgotten),
         F(test_group_commits_puts_at_once),
+        F(test_group_abort_and_redo_mark),
         T(test_throttle_allows_failures_below_the_limit),
         T(test_throttle_locks_the_address_at_the_limit),
         T(test_throttle_leaves_other_addresses_alone),
