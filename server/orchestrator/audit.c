@@ -321,11 +321,12 @@ static const char RECOVER[] =
 static int head_put(orch *o, uint64_t seq, const char hex[HASH_HEX + 1])
 {
     unsigned char bin[HASH_BYTES];
-    o->audit_head_commits += !o->grouped;
     if (sodium_hex2bin(bin, sizeof bin, hex, HASH_HEX, NULL, NULL, NULL) != 0 ||
         rz_auth_audit_head_put2(o->auth, seq, bin, o->audit_keyed_since) != RZ_OK)
         return fail(RZ_EIO, "cannot keep the audit head in the auth store: %s",
                     rz_error_last()->message);
+    /* A commit of its own: neither a pass's group nor a kept one took it. */
+    o->audit_head_commits += !o->grouped && !o->auth_kept;
     auth_write_covered(o);   /* a head behind the log is accepted at start */
     return RZ_OK;
 }
