@@ -181,6 +181,7 @@ rz_ledger_id auth_random_id(void)
 
 int auth_put_key(orch *o, const char *key, const principal *p)
 {
+    auth_settle(o);   /* between passes: durable on its own */
     int rc = rz_auth_key_put(o->auth, key, p);
     return rc == RZ_OK ? rc : say(rc, "write");
 }
@@ -193,12 +194,14 @@ int auth_node_pk(orch *o, uint64_t node, unsigned char pk[32])
 int auth_put_account(orch *o, rz_ledger_id id, const char *name,
                      const char *wallet)
 {
+    auth_settle(o);   /* between passes: durable on its own */
     int rc = rz_auth_account_put(o->auth, id, name, wallet);
     return rc == RZ_OK ? rc : say(rc, "write");
 }
 
 int auth_put_creds(orch *o, uint64_t dep, const char *json)
 {
+    auth_settle(o);   /* between passes: durable on its own */
     int rc = rz_auth_creds_put(o->auth, dep, json);
     return rc == RZ_OK ? rc : say(rc, "write");
 }
@@ -210,7 +213,7 @@ char *auth_get_creds(orch *o, uint64_t dep)
 }
 
 int auth_put_log(orch *o, uint64_t job, uint32_t attempt, const char *log, size_t len,
-                 const log_times *times)
+                 const log_times *times, bool redo)
 {
     char *marks = times && times->n ? log_times_json(times) : NULL;
     size_t ml = marks ? strlen(marks) : 0;
@@ -222,7 +225,7 @@ int auth_put_log(orch *o, uint64_t job, uint32_t attempt, const char *log, size_
         memcpy(all + len + 1, marks, ml);
     }
     int rc = auth_put_log_bytes(o, job, attempt, all ? all : log,
-                                all ? len + 1 + ml : len);
+                                all ? len + 1 + ml : len, redo);
     free(all);
     cJSON_free(marks);
     return rc == RZ_OK ? rc : say(rc, "write");

@@ -2,32 +2,41 @@
  *
  * A result's pass puts the node's signed result record and the job's log
  * into the auth store, and the audit head moves there too. Committed on
- * their own, the auth store's group cost a fdatasync and an O_DSYNC meta
- * page in series with the engine's two, on every result. Instead each such
- * put also goes into the engine's extra records (rz_engine_extra_put) as a
- * redo copy, which the pass's engine commit makes durable in the same
+ * their own, the auth store's group would cost a fdatasync and an O_DSYNC
+ * meta page in series with the engine's two, on every result. Instead each
+ * such put also goes into the engine's extra records (rz_engine_extra_put)
+ * as a redo copy, which the pass's engine commit makes durable in the same
  * LMDB transaction as the result itself; the auth store's group then stays
  * open past the pass ("kept") and is committed once AUTH_LAG_MS later, or
  * sooner by a pass that holds a write without a copy (a key, an account,
- * a withdrawal: those are answered only once the auth store is durable, as
- * before). After each durable commit of the group the copies it covered
- * are deleted from the engine with its next commit.
+ * a withdrawal, a streamed log: those are answered only once the auth
+ * store is durable). After each durable commit of the group the copies it
+ * covered are deleted from the engine with its next commit (a call's, a
+ * compaction's or the close's).
+ *
+ * Each copy carries a sequence number; the group's commit also writes the
+ * highest one it covers (rz_auth_redo_mark_put), so the mark is durable
+ * exactly when those copies' writes are. A copy at or below the mark is
+ * never put back: its write is in the store already, maybe overwritten
+ * since by a newer one (a log written at a stop with no copy).
  *
  * Crash story: a reply leaves once the engine's commit is durable, so
  * every acknowledged result has, in one transaction, its job's outcome
  * and the redo copies of its record and log. A crash (process or power)
  * while the group is kept loses the auth store's side only: at the next
- * start auth_redo_replay puts every copy back into the auth store (puts
- * of the same keys: doing it twice changes nothing), commits that, and
- * deletes the copies with the engine's next commit; a crash in between
- * replays them again. A crash after the group's commit and before the
- * copies' deletes replays copies the store already holds. The audit head
- * needs no copy: a head behind the log is accepted at start (audit.c).
+ * start auth_redo_replay puts back every copy above the mark whose job
+ * the engine still has (a job retention removed keeps nothing), commits
+ * that with the new mark, and deletes the copies with the engine's next
+ * commit; a crash in between replays them again. The audit head needs no
+ * copy: a head behind the log is accepted at start (audit.c). A failed
+ * commit of the group keeps its notes and the mark where it was; the
+ * group is rebuilt from the engine's copies on a backoff (retry_fired),
+ * the same way as at start, and no group is kept until then.
  * The kept group is committed before anything whose order against the
  * auth store matters: retention (its forgets go first, retain.c), a
- * backup (the files copied between passes are then whole), a stop, and a
- * pass that cannot group (its writes are then durable one by one). */
-#include <signal.h>
+ * backup (the files copied between passes are then whole), a stop, a
+ * write between passes (auth.c), and a pass that cannot group (its writes
+ * are then durable one by one). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +45,11 @@
 
 #define AUTH_LAG_MS 50
 #define REDO_KEY_MAX 14
+#define REDO_SEQ_LEN 8          /* a copy's value: its sequence, the bytes */
+#define RETRY_MIN_MS 100
+#define RETRY_MAX_MS 5000
+
+bool (*auth_commit_seam)(orch *o, bool settle);
 
 /* A redo copy's key in the engine's extra records: "ar" + job (a signed
  * result's record) or "al" + job + attempt (a log), big-endian. */
@@ -82,22 +96,35 @@ static bool redo_note(orch *o, const unsigned char *k, size_t len)
     return true;
 }
 
-/* A put just made in the pass's group gets its copy: covered when both
- * the copy and its note are made (else the pass commits the group). */
+/* A put just made in the pass's group gets its copy, the next sequence
+ * number first: covered when both the copy and its note are made (else
+ * the pass commits the group). */
 static void redo_add(orch *o, char kind, uint64_t job, uint32_t attempt,
                      const void *val, size_t len)
 {
-    unsigned char k[REDO_KEY_MAX];
-    size_t kl = redo_key(k, kind, job, attempt);
     if (!o->grouped || !rz_engine_in_group(o->e))
         return;
+    unsigned char k[REDO_KEY_MAX];
+    size_t kl = redo_key(k, kind, job, attempt);
+    unsigned char *v = malloc(REDO_SEQ_LEN + len);
+    if (!v)
+        return;
+    uint64_t seq = o->redo_seq + 1;
+    for (int i = 0; i < REDO_SEQ_LEN; i++)
+        v[i] = (unsigned char)(seq >> (56 - 8 * i));
+    if (len)
+        memcpy(v + REDO_SEQ_LEN, val, len);
     if (redo_note(o, k, kl) &&
-        rz_engine_extra_put(o->e, k, kl, len ? val : "", len) == RZ_OK)
+        rz_engine_extra_put(o->e, k, kl, v, REDO_SEQ_LEN + len) == RZ_OK) {
+        o->redo_seq = o->redo_group_max = seq;
         o->auth_covered++;
+    }
+    free(v);
 }
 
 int auth_put_result(orch *o, uint64_t job, const char *rec)
 {
+    auth_settle(o);   /* between passes: on its own, not in a kept group */
     int rc = rz_auth_result_put(o->auth, job, rec);
     if (rc == RZ_OK)
         redo_add(o, 'r', job, 0, rec, strlen(rec));
@@ -105,10 +132,11 @@ int auth_put_result(orch *o, uint64_t job, const char *rec)
 }
 
 int auth_put_log_bytes(orch *o, uint64_t job, uint32_t attempt,
-                       const char *bytes, size_t len)
+                       const char *bytes, size_t len, bool redo)
 {
+    auth_settle(o);
     int rc = rz_auth_attempt_log_put(o->auth, job, attempt, bytes, len);
-    if (rc == RZ_OK)
+    if (rc == RZ_OK && redo)
         redo_add(o, 'l', job, attempt, bytes, len);
     return rc;
 }
@@ -129,32 +157,82 @@ static void redo_drop(orch *o)
     o->n_redo = 0;
 }
 
-/* Commit whatever group is open. A failure loses the group's puts here
- * (the pass's replies say so); their copies stay in the engine, so the
- * next start puts them back. */
-static int group_commit(orch *o)
+static void retry_fired(evutil_socket_t fd, short what, void *arg);
+
+/* The group's writes are lost: its copies stay (notes too) until a
+ * rebuild from the engine's copies puts them back, on a backoff. */
+static void redo_failed(orch *o, const char *why)
 {
-    int rc = rz_auth_group_commit(o->auth);
+    o->auth_commit_failures++;
+    o->redo_failing = true;
+    o->redo_retry_ms = o->redo_retry_ms ? o->redo_retry_ms * 2 : RETRY_MIN_MS;
+    if (o->redo_retry_ms > RETRY_MAX_MS)
+        o->redo_retry_ms = RETRY_MAX_MS;
+    orch_log(o, ORCH_LOG_ERROR, "auth_commit_failed", "reason", LOG_STR, why,
+             "rebuild_in_ms", LOG_U64, o->redo_retry_ms, NULL);
+    if (!o->base || o->stopping)
+        return;   /* at start or stop: the next start rebuilds */
+    if (!o->redo_retry_ev &&
+        !(o->redo_retry_ev = evtimer_new(o->base, retry_fired, o)))
+        return;
+    struct timeval tv = { (time_t)(o->redo_retry_ms / 1000),
+                          (suseconds_t)(o->redo_retry_ms % 1000 * 1000) };
+    (void)!evtimer_add(o->redo_retry_ev, &tv);
+}
+
+/* The mark of the copies the group holds goes into it: durable with
+ * their writes. Not while a rebuild is due: the writes of the copies
+ * below it are not in the store. */
+static int mark_put(orch *o)
+{
+    if (o->redo_group_max <= o->redo_mark || o->redo_failing)
+        return RZ_OK;
+    return rz_auth_redo_mark_put(o->auth, o->redo_group_max);
+}
+
+/* Commit whatever group is open. A failure loses the group's puts here
+ * (a pass's replies say so when it held writes without copies); their
+ * copies stay in the engine for the rebuild. */
+static int group_commit_at(orch *o, bool settle)
+{
+    int rc = mark_put(o);
+    const char *why = "a test fault";
+    if (rc == RZ_OK && auth_commit_seam && auth_commit_seam(o, settle)) {
+        rc = RZ_EIO;
+    } else if (rc == RZ_OK) {
+        rc = rz_auth_group_commit(o->auth);
+        why = rc == RZ_OK ? why : rz_error_last()->message;
+    } else
+        why = rz_error_last()->message;
+    if (rc != RZ_OK)
+        (void)!rz_auth_group_abort(o->auth);   /* after a failed mark */
+    uint64_t max = o->redo_group_max;
     o->auth_kept = o->auth_settle_due = false;
-    o->auth_covered = 0;
+    o->auth_covered = o->redo_group_max = 0;
     if (o->auth_lag_ev)
         evtimer_del(o->auth_lag_ev);
-    if (rc == RZ_OK)
+    if (rc != RZ_OK && (max || o->n_redo)) {
+        redo_failed(o, why);
+        return rc;
+    }
+    if (rc != RZ_OK) {   /* no copies: the pass's replies say it */
+        o->auth_commit_failures++;
+        orch_log(o, ORCH_LOG_ERROR, "auth_commit_failed", "reason", LOG_STR, why, NULL);
+        return rc;
+    }
+    if (!o->redo_failing) {   /* else the rebuild deletes them */
+        o->redo_mark = max > o->redo_mark ? max : o->redo_mark;
         redo_drop(o);
-    o->n_redo = 0;
-    return rc;
+    }
+    return RZ_OK;
+}
+
+static int group_commit(orch *o)
+{
+    return group_commit_at(o, false);
 }
 
 /* A kept group's time is up: it is committed now. */
-static void lag_commit_counted(orch *o)
-{
-    /* Tests only: die with copies the auth store has not made durable, the
-     * window auth_redo_replay covers (tests/e2e/orchestrator_abuse.py). */
-    if (o->n_redo && getenv("RHIZOS_TEST_KILL_BEFORE_AUTH_COMMIT"))
-        raise(SIGKILL);
-    o->auth_lag_commits++;
-}
-
 static void lag_fired(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -169,17 +247,15 @@ void auth_settle(orch *o)
 {
     if (!o->auth_kept || o->grouped)
         return;
-    lag_commit_counted(o);
-    if (group_commit(o) != RZ_OK)
-        orch_log(o, ORCH_LOG_ERROR, "auth_commit_failed", "reason", LOG_STR,
-                 rz_error_last()->message, NULL);
+    o->auth_lag_commits++;
+    (void)!group_commit_at(o, true);   /* a failure is logged and retried */
 }
 
 void auth_stop(orch *o)
 {
     o->auth_lag_commits += o->auth_kept;
-    /* The copies' deletes go with the engine's close when it commits a
-     * change; else the next start puts the same records back once more. */
+    /* The copies' deletes go with the engine's close. A failure leaves
+     * them: the next start puts their records back. */
     (void)!group_commit(o);
 }
 
@@ -200,60 +276,150 @@ static bool keep(orch *o)
 int auth_pass_commit(orch *o)
 {
     uint64_t writes = rz_auth_group_writes(o->auth);
-    bool covered = writes <= o->auth_covered;
-    if (writes && covered && !o->auth_settle_due && !o->stopping && keep(o))
+    bool covered = writes == o->auth_covered;
+    if (writes && covered && !o->auth_settle_due && !o->stopping &&
+        !o->redo_failing && keep(o))
         return RZ_OK;
     if (writes && covered)
-        lag_commit_counted(o);   /* its time was up */
+        o->auth_lag_commits++;   /* its time was up */
     else
         o->auth_pass_commits += writes > 0;
     return group_commit(o);
 }
 
-/* ---- the next start ---- */
+/* ---- at start, and after a failed commit: the copies put back ---- */
+
+typedef struct replay {
+    orch *o;
+    uint64_t mark;      /* the store's: copies at or below it are in it */
+    uint64_t max;       /* the highest sequence seen */
+    uint64_t put, stale, gone, bad;
+    char why[512];      /* a put's failure (extra_each says "stopped") */
+} replay;
+
+/* A copy whose key or value this version does not read: left alone
+ * (another version's, or damage), said once. */
+static int replay_skip(replay *r, const unsigned char *k, size_t klen,
+                       size_t vlen)
+{
+    r->bad++;
+    orch_log(r->o, ORCH_LOG_WARN, "auth_redo_skipped", "kind", LOG_U64,
+             (uint64_t)(klen > 1 ? k[1] : 0), "key_bytes", LOG_U64,
+             (uint64_t)klen, "value_bytes", LOG_U64, (uint64_t)vlen, NULL);
+    return 0;
+}
+
+static int replay_put(replay *r, const unsigned char *k, size_t klen,
+                      const unsigned char *val, size_t vlen)
+{
+    orch *o = r->o;
+    uint64_t job = be_u64(k + 2);
+    rz_engine_job_info ji;
+    if (rz_engine_job_get(o->e, job, &ji) != RZ_OK) {
+        r->gone++;   /* removed by retention: its records went with it */
+        return 0;
+    }
+    int rc;
+    if (k[1] == 'r') {
+        char *text = malloc(vlen + 1);
+        if (!text) {
+            snprintf(r->why, sizeof r->why, "out of memory");
+            return -1;
+        }
+        memcpy(text, val, vlen);
+        text[vlen] = '\0';
+        rc = rz_auth_result_put(o->auth, job, text);
+        free(text);
+    } else {
+        uint32_t att = (uint32_t)k[10] << 24 | (uint32_t)k[11] << 16 |
+                       (uint32_t)k[12] << 8 | k[13];
+        rc = rz_auth_attempt_log_put(o->auth, job, att, (const char *)val, vlen);
+    }
+    if (rc != RZ_OK) {
+        snprintf(r->why, sizeof r->why, "%s", rz_error_last()->message);
+        return -1;
+    }
+    r->put++;
+    return 0;
+}
 
 static int replay_one(void *arg, const void *key, size_t klen, const void *val,
                       size_t vlen)
 {
-    orch *o = arg;
-    const unsigned char *k = key;
+    replay *r = arg;
+    const unsigned char *k = key, *v = val;
     if (klen < 2 || k[0] != 'a')
         return 0;   /* not the auth store's */
-    int rc = RZ_EINVAL;
-    if (k[1] == 'r' && klen == 10 && vlen) {
-        char *text = malloc(vlen + 1);
-        if (!text)
-            return -1;
-        memcpy(text, val, vlen);
-        text[vlen] = '\0';
-        rc = rz_auth_result_put(o->auth, be_u64(k + 2), text);
-        free(text);
-    } else if (k[1] == 'l' && klen == REDO_KEY_MAX) {
-        uint32_t att = (uint32_t)k[10] << 24 | (uint32_t)k[11] << 16 |
-                       (uint32_t)k[12] << 8 | k[13];
-        rc = rz_auth_attempt_log_put(o->auth, be_u64(k + 2), att, val, vlen);
+    bool known = (k[1] == 'r' && klen == 10 && vlen > REDO_SEQ_LEN) ||
+                 (k[1] == 'l' && klen == REDO_KEY_MAX && vlen >= REDO_SEQ_LEN);
+    if (!known)
+        return replay_skip(r, k, klen, vlen);
+    if (!redo_note(r->o, k, klen)) {
+        snprintf(r->why, sizeof r->why, "out of memory");
+        return -1;
     }
-    if (rc != RZ_OK)
-        fprintf(stderr, ORCH_NAME ": auth store: a redo record could not be "
-                "put back: %s\n", rz_error_last()->message);
-    return rc == RZ_OK && redo_note(o, key, klen) ? 0 : -1;
+    uint64_t seq = be_u64(v);
+    r->max = seq > r->max ? seq : r->max;
+    if (seq <= r->mark) {
+        r->stale++;   /* its write is in the store, maybe overwritten since */
+        return 0;
+    }
+    return replay_put(r, k, klen, v + REDO_SEQ_LEN, vlen - REDO_SEQ_LEN);
+}
+
+/* Every copy the engine holds above the store's mark put back in one
+ * group, with the new mark; then the copies are deleted. */
+static int redo_rebuild(orch *o, replay *r)
+{
+    *r = (replay){ .o = o };
+    int rc = rz_auth_redo_mark_get(o->auth, &r->mark);
+    if (rc == RZ_OK)
+        rc = rz_auth_group_begin(o->auth);
+    if (rc == RZ_OK)
+        rc = rz_engine_extra_each(o->e, replay_one, r);
+    if (rc != RZ_OK) {
+        (void)!rz_auth_group_abort(o->auth);
+        redo_failed(o, r->why[0] ? r->why : rz_error_last()->message);
+        return rc;
+    }
+    o->redo_mark = r->mark;
+    o->redo_seq = r->max > o->redo_seq ? r->max : o->redo_seq;
+    o->redo_seq = r->mark > o->redo_seq ? r->mark : o->redo_seq;
+    o->redo_group_max = r->max;
+    o->redo_failing = false;
+    return group_commit(o);   /* the copies' deletes: on success only */
+}
+
+static void retry_fired(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    orch *o = arg;
+    if (o->grouped || o->auth_kept) {   /* a pass holds the store: soon */
+        struct timeval tv = { 0, RETRY_MIN_MS * 1000 };
+        (void)!evtimer_add(o->redo_retry_ev, &tv);
+        return;
+    }
+    replay r;
+    if (redo_rebuild(o, &r) != RZ_OK)
+        return;   /* logged, tried again later */
+    o->redo_retry_ms = 0;
+    o->auth_redo_rebuilds++;
+    orch_log(o, ORCH_LOG_INFO, "auth_redo_rebuilt", "records", LOG_U64, r.put,
+             "removed_jobs", LOG_U64, r.gone, NULL);
 }
 
 int auth_redo_replay(orch *o)
 {
-    int rc = rz_auth_group_begin(o->auth);
-    if (rc == RZ_OK)
-        rc = rz_engine_extra_each(o->e, replay_one, o);
-    size_t n = o->n_redo;
-    int crc = group_commit(o);   /* the copies' deletes: on success only */
-    rc = rc != RZ_OK ? rc : crc;
+    replay r;
+    int rc = redo_rebuild(o, &r);
     if (rc != RZ_OK)
         fprintf(stderr, ORCH_NAME ": auth store: the results and logs the "
                 "last run kept in the engine could not be put back: %s\n",
-                rz_error_last()->message);
-    else if (n)
+                r.why[0] ? r.why : rz_error_last()->message);
+    else if (r.put || r.stale || r.gone)
         orch_log(o, ORCH_LOG_INFO, "auth_redo_replayed", "records", LOG_U64,
-                 (uint64_t)n, NULL);
+                 r.put, "stale", LOG_U64, r.stale, "removed_jobs", LOG_U64,
+                 r.gone, NULL);
     return rc;
 }
 
@@ -262,6 +428,9 @@ void auth_pass_free(orch *o)
     if (o->auth_lag_ev)
         event_free(o->auth_lag_ev);
     o->auth_lag_ev = NULL;
+    if (o->redo_retry_ev)
+        event_free(o->redo_retry_ev);
+    o->redo_retry_ev = NULL;
     free(o->redo);
     o->redo = NULL;
     o->n_redo = o->cap_redo = 0;

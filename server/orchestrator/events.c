@@ -709,6 +709,7 @@ void orch_group_discard(orch *o)
 {
     audit_begin_drop(o);
     auth_stop(o);   /* as the engine does at close */
+    o->grouped = false;
     for (size_t i = 0; i < o->n_held; i++)
         if (o->held[i].body)
             evbuffer_free(o->held[i].body);

@@ -835,6 +835,7 @@ static void finish(orch *o)
     if (o->audit_head_ev)
         event_free(o->audit_head_ev);
     o->audit_head_ev = NULL;
+    orch_live_free(o);   /* streamed logs: into the group committed next */
     orch_group_discard(o);
     auth_pass_free(o);
     if (o->http)
@@ -862,7 +863,6 @@ static void finish(orch *o)
     for (size_t i = 0; i < o->n_stops; i++)
         free(o->stops[i].v);
     free(o->stops);
-    orch_live_free(o);
     orch_control_stop(o);
     flows_close(o);   /* frees its timer event: before the base goes */
     orch_blobs_free(o);
@@ -879,6 +879,35 @@ static void finish(orch *o)
     rz_prices_free(o->prices);
     orch_rate_free();
     quota_free();
+}
+
+/* Tests only (tests/e2e/orchestrator_abuse.py): RHIZOS_TEST_AUTH_FAULT
+ * "kill" dies at a kept group's commit that holds redo copies (after the
+ * engine's, the window auth_redo_replay covers); "fail" fails the first
+ * such commit (the window the rebuild covers). */
+static bool test_fault_kill;
+static unsigned test_fault_fails;
+
+static bool test_auth_fault(orch *o, bool settle)
+{
+    if (!o->redo_group_max)
+        return false;
+    if (test_fault_kill && settle)
+        raise(SIGKILL);
+    if (!test_fault_fails)
+        return false;
+    test_fault_fails--;
+    return true;
+}
+
+static void test_faults_from_env(void)
+{
+    const char *f = getenv("RHIZOS_TEST_AUTH_FAULT");
+    if (!f)
+        return;
+    test_fault_kill = strcmp(f, "kill") == 0;
+    test_fault_fails = strcmp(f, "fail") == 0;
+    auth_commit_seam = test_auth_fault;
 }
 
 int main(int argc, char **argv)
@@ -917,6 +946,7 @@ int main(int argc, char **argv)
         return orch_backup_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "restore") == 0)
         return orch_restore_main(argc - 1, argv + 1);
+    test_faults_from_env();
     int rc = parse_opts(&o.opts, argc, argv);
     if (rc != 0) {
         free(o.opts.modules);

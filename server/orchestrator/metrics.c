@@ -350,6 +350,18 @@ void r_metrics(req *q)
                         "rhizos_auth_lag_commits_total %llu\n",
                         (unsigned long long)o->auth_pass_commits,
                         (unsigned long long)o->auth_lag_commits);
+    evbuffer_add_printf(b, "# HELP rhizos_auth_commit_failures_total Commits "
+                        "of the auth store's group that failed (their "
+                        "records are put back from the engine's redo "
+                        "copies).\n"
+                        "# TYPE rhizos_auth_commit_failures_total counter\n"
+                        "rhizos_auth_commit_failures_total %llu\n"
+                        "# HELP rhizos_auth_redo_rebuilds_total Times the "
+                        "records of a failed commit were put back.\n"
+                        "# TYPE rhizos_auth_redo_rebuilds_total counter\n"
+                        "rhizos_auth_redo_rebuilds_total %llu\n",
+                        (unsigned long long)o->auth_commit_failures,
+                        (unsigned long long)o->auth_redo_rebuilds);
     evbuffer_add_printf(b, "# HELP rhizos_node_attempts_ended_total Attempts a "
                         "node's poll said ended before their result came: "
                         "their slot was free for its next job at once.\n"

@@ -243,6 +243,14 @@ typedef struct orch {
     bool auth_settle_due;         /* its timer fired inside a pass */
     uint64_t auth_covered;        /* such writes in the open group */
     struct auth_redo *redo; size_t n_redo, cap_redo;   /* their keys */
+    uint64_t redo_seq;            /* the last copy's sequence number */
+    uint64_t redo_group_max;      /* the highest in the open group */
+    uint64_t redo_mark;           /* the auth store's durable mark */
+    bool redo_failing;            /* a group's commit failed: rebuild due */
+    uint64_t redo_retry_ms;       /* the rebuild's backoff */
+    struct event *redo_retry_ev;
+    uint64_t auth_commit_failures;
+    uint64_t auth_redo_rebuilds;
     struct event *auth_lag_ev;
     uint64_t auth_pass_commits;   /* a pass's commits with writes */
     uint64_t auth_lag_commits;    /* kept groups committed later */
@@ -398,10 +406,12 @@ void auth_close(orch *o);
 
 /* ---- auth_pass.c: a pass's writes to the auth store ---- */
 /* A signed result's record / a job attempt's log kept in the auth store,
- * with a redo copy in the engine's extra records when in a pass. */
+ * with a redo copy in the engine's extra records when in a pass (a log:
+ * when `redo`, a result's; a streamed log has none and is committed with
+ * its pass). Between passes a kept group is committed first. */
 int auth_put_result(orch *o, uint64_t job, const char *rec);
 int auth_put_log_bytes(orch *o, uint64_t job, uint32_t attempt,
-                       const char *bytes, size_t len);
+                       const char *bytes, size_t len, bool redo);
 /* A write whose loss at a crash is accepted (the audit head). */
 void auth_write_covered(orch *o);
 /* The pass's end (on_flush): commit the auth store's group, or keep it
@@ -415,6 +425,10 @@ void auth_stop(orch *o);
 /* At start: the redo copies a crash left in the engine put back. */
 int auth_redo_replay(orch *o);
 void auth_pass_free(orch *o);
+/* Tests only (main.c, from RHIZOS_TEST_AUTH_FAULT): asked before each
+ * commit of a group holding redo copies (settle: a kept group's, between
+ * passes); true fails that commit as a full store would. */
+extern bool (*auth_commit_seam)(orch *o, bool settle);
 /* The admin key, checked for strength (rhizos/auth.h); a message on stderr
  * naming `from` when it is too weak. check: before any store is open. */
 int auth_check_admin(const char *key, const char *from);
@@ -457,9 +471,10 @@ size_t log_times_since(const log_times *t, const char *log, size_t len,
                        uint64_t since_ms);
 
 /* A job attempt's log, with when its lines arrived (times: NULL or none
- * kept: not known), stored as the log, a NUL, the marks (log_times.c). */
+ * kept: not known), stored as the log, a NUL, the marks (log_times.c);
+ * redo: a result's, with a redo copy (auth_put_log_bytes). */
 int auth_put_log(orch *o, uint64_t job, uint32_t attempt, const char *log, size_t len,
-                 const log_times *times);
+                 const log_times *times, bool redo);
 char *auth_get_log(orch *o, uint64_t job, uint32_t attempt);
 /* The same with its marks into *times (cleared first). */
 char *auth_get_log_times(orch *o, uint64_t job, uint32_t attempt, log_times *times);

@@ -46,8 +46,10 @@ static void pos_clear(live_pos *p)
 /* Store what the store lacks of it. */
 static void pos_put(orch *o, live_pos *p)
 {
+    /* No redo copy: a streamed log's loss at a crash is accepted, and a
+     * copy could outlive the newer log a stop writes. */
     if (p->dirty && auth_put_log(o, p->job, p->attempt, p->log, p->len,
-                                 &p->times) == RZ_OK)
+                                 &p->times, false) == RZ_OK)
         p->dirty = false;
     p->put_ms = orch_now_ms();
 }

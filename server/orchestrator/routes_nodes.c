@@ -941,7 +941,7 @@ void r_node_result(req *q)
         orch_live_rebase(o, job, tail, len, &t);
         if (!t.n)   /* none streamed: every line had come by now */
             log_times_add(&t, 0, orch_now_ms());
-        int prc = auth_put_log(o, job, (uint32_t)attempt, tail, len, &t);
+        int prc = auth_put_log(o, job, (uint32_t)attempt, tail, len, &t, true);
         log_times_clear(&t);
         if (prc != RZ_OK)
             orch_log(o, ORCH_LOG_WARN, "job_log_not_kept", "job", LOG_U64, job, NULL);

@@ -236,7 +236,7 @@ class AuthCommits(Base):
         acct, key = self.client(100000)
         nid, tok = self.node()
         self.s.proc.stop_clean()
-        self.s.start(env=dict(os.environ, RHIZOS_TEST_KILL_BEFORE_AUTH_COMMIT="1"))
+        self.s.start(env=dict(os.environ, RHIZOS_TEST_AUTH_FAULT="kill"))
         job = self.run_job(nid, tok, key, 0)
         self.assertEqual(self.s.proc.p.wait(timeout=10), -signal.SIGKILL)
         self.s.start()
@@ -249,6 +249,48 @@ class AuthCommits(Base):
         r = self.s.audit("--verify")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.s.start()
+
+
+    def log_of(self, key, job):
+        return self.ok("GET", "/api/v1/jobs/%d" % job, key=key).get("log")
+
+    def test_a_stop_keeps_the_newest_streamed_log(self):
+        # The first chunk reaches the store in its pass, the second stays
+        # in memory (stored at most every 2 s) until the stop writes it.
+        # No older copy of the log may come back over it at a start.
+        acct, key = self.client(100000)
+        nid, tok = self.node()
+        job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_micros": 5000,
+                      "inputs": {"message": "x"}}, key, 201)["id"]
+        a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % nid, key=tok)
+        p = "/api/v1/nodes/%d/jobs/%d/log" % (nid, job)
+        self.ok("POST", p, {"attempt": a["attempt"], "offset": 0, "lines": "A\n"}, tok)
+        self.ok("POST", p, {"attempt": a["attempt"], "offset": 2, "lines": "B\n"}, tok)
+        self.assertEqual(self.log_of(key, job), "A\nB\n")
+        for _ in range(2):
+            self.s.restart()
+            self.assertEqual(self.log_of(key, job), "A\nB\n")
+
+    def test_a_failed_auth_commit_is_rebuilt_from_the_copies(self):
+        # The kept group's first commit fails (a test hook): its records
+        # are put back from the engine's copies while the server runs.
+        acct, key = self.client(100000)
+        nid, tok = self.node()
+        self.s.proc.stop_clean()
+        self.s.start(env=dict(os.environ, RHIZOS_TEST_AUTH_FAULT="fail"))
+        job = self.run_job(nid, tok, key, 0)
+        deadline = time.time() + 20
+        while self.metric("rhizos_auth_commit_failures_total") < 1:
+            self.assertLess(time.time(), deadline, "no failed commit")
+            time.sleep(0.05)
+        while self.metric("rhizos_auth_redo_rebuilds_total") < 1:
+            self.assertLess(time.time(), deadline, "the records were not put back")
+            time.sleep(0.05)
+        self.kept(key, [job])
+        self.s.proc.p.kill()   # no stop's commit: the store has them already
+        self.s.proc.p.wait(timeout=10)
+        self.s.start()
+        self.kept(key, [job])
 
 
 class EndedAttempts(Base):
