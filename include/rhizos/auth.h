@@ -65,6 +65,10 @@ typedef struct rz_auth_principal {
 
 /* Open (creating the folder and the store if missing) the store in `dir`. */
 RZ_EXTERN RZ_NODISCARD int rz_auth_open(rz_auth **out, const char *dir);
+/* Open an existing store for reading only (a tool beside a running
+ * server): no write transaction, so it never waits for the server's open
+ * group; every write is refused (RZ_EDB). */
+RZ_EXTERN RZ_NODISCARD int rz_auth_open_readonly(rz_auth **out, const char *dir);
 /* NULL is fine. Commits an open group. Forgets the admin key's hash. */
 RZ_EXTERN void rz_auth_close(rz_auth *a);
 

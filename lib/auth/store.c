@@ -98,13 +98,13 @@ static int end_write(rz_auth *a, MDB_txn *txn, int mrc, bool ok)
     return mrc;
 }
 
-int rz_auth_open(rz_auth **out, const char *dir)
+static int auth_open(rz_auth **out, const char *dir, unsigned flags)
 {
     *out = NULL;
     if (!dir || !*dir)
         return rz__error(RZ_EINVAL, "no auth store folder given");
     int rc = rz__auth_sodium();
-    if (rc == RZ_OK)
+    if (rc == RZ_OK && !(flags & MDB_RDONLY))
         rc = rz__mkdirs(dir);
     if (rc != RZ_OK)
         return rc;
@@ -114,7 +114,7 @@ int rz_auth_open(rz_auth **out, const char *dir)
     static const char *const names[DB_COUNT] = {"keys", "nodes", "creds", "logs",
                                                 "accounts", "ids", "results",
                                                 "refs"};
-    int mrc = rz__lmdb_open(&a->env, dir, AUTH_MAP_SIZE, 0, names, a->dbi, DB_COUNT);
+    int mrc = rz__lmdb_open(&a->env, dir, AUTH_MAP_SIZE, flags, names, a->dbi, DB_COUNT);
     if (mrc != 0) {
         rc = db_error(mrc, dir);
         free(a);
@@ -123,6 +123,16 @@ int rz_auth_open(rz_auth **out, const char *dir)
     rz__lmdb_map_find(a->env, AUTH_MAP_SIZE, &a->map, &a->map_len);
     *out = a;
     return RZ_OK;
+}
+
+int rz_auth_open(rz_auth **out, const char *dir)
+{
+    return auth_open(out, dir, 0);
+}
+
+int rz_auth_open_readonly(rz_auth **out, const char *dir)
+{
+    return auth_open(out, dir, MDB_RDONLY);
 }
 
 int rz_auth_group_begin(rz_auth *a)

@@ -66,12 +66,15 @@ int rz__mkdirs(const char *path)
     return rz_fs_mkdirs(path, 0700);
 }
 
-static int open_dbs(MDB_env *env, const char *const *names, MDB_dbi *dbis, size_t n)
+/* Read-only: no write transaction (none waits for a writer holding the
+ * store, as a server's open group does), so the tables must be there. */
+static int open_dbs(MDB_env *env, const char *const *names, MDB_dbi *dbis, size_t n,
+                    bool rdonly)
 {
     MDB_txn *txn = NULL;
-    int mrc = mdb_txn_begin(env, NULL, 0, &txn);
+    int mrc = mdb_txn_begin(env, NULL, rdonly ? MDB_RDONLY : 0, &txn);
     for (size_t i = 0; mrc == 0 && i < n; i++)
-        mrc = mdb_dbi_open(txn, names[i], MDB_CREATE, &dbis[i]);
+        mrc = mdb_dbi_open(txn, names[i], rdonly ? 0 : MDB_CREATE, &dbis[i]);
     if (mrc == 0)
         return mdb_txn_commit(txn);
     if (txn)
@@ -161,7 +164,7 @@ int rz__lmdb_open(MDB_env **env, const char *dir, size_t map_size, unsigned flag
         mdb_reader_check(*env, &dead);
     }
     if (mrc == 0 && n)
-        mrc = open_dbs(*env, names, dbis, n);
+        mrc = open_dbs(*env, names, dbis, n, (flags & MDB_RDONLY) != 0);
     if (mrc != 0 && *env) {
         mdb_env_close(*env);
         *env = NULL;

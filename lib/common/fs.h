@@ -20,7 +20,8 @@ RZ_HIDDEN int rz__lmdb_check_file(const char *dir);
 /* Open an LMDB environment in folder `dir` (which must exist): up to 8
  * named databases, `map_size` bytes, MDB_NOTLS | `flags`, reader slots that
  * killed processes left cleared; then, unless `n` is 0, open the `n`
- * databases `names` into `dbis` in one write transaction (MDB_CREATE).
+ * databases `names` into `dbis` in one write transaction (MDB_CREATE;
+ * with MDB_RDONLY in `flags`, a read transaction: they must exist).
  * Returns 0 or the LMDB error code, for the caller to word; on error *env
  * is closed and NULL. */
 RZ_HIDDEN int rz__lmdb_open(MDB_env **env, const char *dir, size_t map_size,

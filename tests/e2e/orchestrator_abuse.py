@@ -29,11 +29,14 @@ tamper-evident audit log that fails closed.
   makes the operation fail with 500 and change nothing.
 
 Usage: orchestrator_abuse.py ORCHESTRATOR SOURCE_ROOT"""
+import ctypes
+import ctypes.util
 import hashlib
 import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -291,6 +294,33 @@ class AuthCommits(Base):
         self.s.proc.p.wait(timeout=10)
         self.s.start()
         self.kept(key, [job])
+
+
+class AuditReadOnly(Base):
+    def test_audit_reads_beside_a_writer(self):
+        # `audit --verify` opens the auth store for reading only: a writer
+        # holding the store (as a running server's kept group does) does
+        # not hold it up.
+        self.s.proc.stop_clean()
+        lib = ctypes.CDLL(ctypes.util.find_library("lmdb"))
+        env, txn = ctypes.c_void_p(), ctypes.c_void_p()
+        self.assertEqual(lib.mdb_env_create(ctypes.byref(env)), 0)
+        lib.mdb_env_set_maxdbs(env, 16)
+        lib.mdb_env_set_mapsize(env, ctypes.c_size_t(4 << 30))
+        MDB_NOTLS = 0x200000
+        self.assertEqual(lib.mdb_env_open(env, os.path.join(self.s.data, "auth").encode(),
+                                          MDB_NOTLS, 0o600), 0)
+        self.assertEqual(lib.mdb_txn_begin(env, None, 0, ctypes.byref(txn)), 0)
+        try:
+            r = subprocess.run([EXE, "audit", "--data", self.s.data, "--verify"],
+                               capture_output=True, text=True, timeout=15)
+        except subprocess.TimeoutExpired:
+            self.fail("audit --verify waited for the writer")
+        finally:
+            lib.mdb_txn_abort(txn)
+            lib.mdb_env_close(env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.s.start()
 
 
 class EndedAttempts(Base):

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -537,6 +539,31 @@ static void test_group_abort_and_redo_mark(void **state)
     expect_log(f->a, 9, 0, "one", 1);
     assert_int_equal(rz_auth_redo_mark_put(NULL, 1), RZ_EINVAL);
     assert_int_equal(rz_auth_redo_mark_get(f->a, NULL), RZ_EINVAL);
+    /* Read only, beside the writer's open group: it reads what is
+     * committed and writes nothing. */
+    assert_int_equal(rz_auth_group_begin(f->a), RZ_OK);
+    assert_int_equal(rz_auth_redo_mark_put(f->a, 8), RZ_OK);
+    pid_t pid = fork();   /* another process: LMDB opens a store once in one */
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        rz_auth *ro = NULL;
+        uint64_t m = 0;
+        bool ok = rz_auth_open_readonly(&ro, f->dir) == RZ_OK &&
+                  rz_auth_redo_mark_get(ro, &m) == RZ_OK && m == 6 &&
+                  rz_auth_redo_mark_put(ro, 9) == RZ_EDB;
+        rz_auth_close(ro);
+        _exit(ok ? 0 : 3);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(rz_auth_group_commit(f->a), RZ_OK);
+    rz_auth *ro = NULL;
+    char missing[4200];
+    snprintf(missing, sizeof missing, "%s/none", f->dir);
+    assert_int_not_equal(rz_auth_open_readonly(&ro, missing), RZ_OK);
+    assert_null(ro);
 }
 
 /* Past RZ_AUTH_LOG_ATTEMPTS the oldest go, in the same commit; forgetting
