@@ -412,6 +412,9 @@ int auth_redo_replay(orch *o)
 {
     replay r;
     int rc = redo_rebuild(o, &r);
+    o->redo_start_put = r.put;
+    o->redo_start_stale = r.stale;
+    o->redo_start_gone = r.gone;
     if (rc != RZ_OK)
         fprintf(stderr, ORCH_NAME ": auth store: the results and logs the "
                 "last run kept in the engine could not be put back: %s\n",

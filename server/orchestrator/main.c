@@ -884,7 +884,7 @@ static void finish(orch *o)
 /* Tests only (tests/e2e/orchestrator_abuse.py): RHIZOS_TEST_AUTH_FAULT
  * "kill" dies at a kept group's commit that holds redo copies (after the
  * engine's, the window auth_redo_replay covers); "fail" fails the first
- * such commit (the window the rebuild covers). */
+ * such commit (the window the rebuild covers), "fail-always" every one. */
 static bool test_fault_kill;
 static unsigned test_fault_fails;
 
@@ -906,7 +906,8 @@ static void test_faults_from_env(void)
     if (!f)
         return;
     test_fault_kill = strcmp(f, "kill") == 0;
-    test_fault_fails = strcmp(f, "fail") == 0;
+    test_fault_fails = strcmp(f, "fail") == 0 ? 1 : strcmp(f, "fail-always") == 0
+                                                   ? UINT_MAX : 0;
     auth_commit_seam = test_auth_fault;
 }
 

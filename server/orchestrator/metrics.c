@@ -362,6 +362,16 @@ void r_metrics(req *q)
                         "rhizos_auth_redo_rebuilds_total %llu\n",
                         (unsigned long long)o->auth_commit_failures,
                         (unsigned long long)o->auth_redo_rebuilds);
+    evbuffer_add_printf(b, "# HELP rhizos_auth_redo_start_records Redo copies "
+                        "the start found: put back, stale (the store had "
+                        "them), or of jobs retention removed (deleted).\n"
+                        "# TYPE rhizos_auth_redo_start_records gauge\n"
+                        "rhizos_auth_redo_start_records{kind=\"put\"} %llu\n"
+                        "rhizos_auth_redo_start_records{kind=\"stale\"} %llu\n"
+                        "rhizos_auth_redo_start_records{kind=\"removed\"} %llu\n",
+                        (unsigned long long)o->redo_start_put,
+                        (unsigned long long)o->redo_start_stale,
+                        (unsigned long long)o->redo_start_gone);
     evbuffer_add_printf(b, "# HELP rhizos_node_attempts_ended_total Attempts a "
                         "node's poll said ended before their result came: "
                         "their slot was free for its next job at once.\n"

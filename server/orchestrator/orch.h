@@ -251,6 +251,7 @@ typedef struct orch {
     struct event *redo_retry_ev;
     uint64_t auth_commit_failures;
     uint64_t auth_redo_rebuilds;
+    uint64_t redo_start_put, redo_start_stale, redo_start_gone;   /* at start */
     struct event *auth_lag_ev;
     uint64_t auth_pass_commits;   /* a pass's commits with writes */
     uint64_t auth_lag_commits;    /* kept groups committed later */

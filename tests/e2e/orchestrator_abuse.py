@@ -296,6 +296,36 @@ class AuthCommits(Base):
         self.kept(key, [job])
 
 
+class AuthCopiesOfRemovedJobs(Base):
+    extra = ("--retention-days", "1s")
+    metric = AuthCommits.metric
+    run_job = AuthCommits.run_job
+
+    def test_a_removed_jobs_copies_are_not_put_back(self):
+        # Every commit of copies fails (a test hook), so the job's copies
+        # stay in the engine while retention removes the job; the next
+        # start must not put its log and signed record back.
+        acct, key = self.client(100000)
+        nid, tok = self.node()
+        self.s.proc.stop_clean()
+        self.s.start(env=dict(os.environ, RHIZOS_TEST_AUTH_FAULT="fail-always"))
+        job = self.run_job(nid, tok, key, 0)
+        deadline = time.time() + 20
+        while self.s.call("GET", "/api/v1/jobs/%d" % job, None, key)[0] != 410:
+            self.assertLess(time.time(), deadline, "retention did not remove the job")
+            time.sleep(0.1)
+        self.assertGreaterEqual(self.metric("rhizos_auth_commit_failures_total"), 1)
+        self.s.restart()
+        st, text = self.s.call("GET", "/metrics", key=self.s.admin)
+        text = text.decode() if isinstance(text, bytes) else text
+        self.assertIn('rhizos_auth_redo_start_records{kind="put"} 0\n', text)
+        self.assertIn('rhizos_auth_redo_start_records{kind="removed"} 2\n', text)
+        self.s.restart()   # deleted: none found again
+        st, text = self.s.call("GET", "/metrics", key=self.s.admin)
+        text = text.decode() if isinstance(text, bytes) else text
+        self.assertIn('rhizos_auth_redo_start_records{kind="removed"} 0\n', text)
+
+
 class AuditReadOnly(Base):
     def test_audit_reads_beside_a_writer(self):
         # `audit --verify` opens the auth store for reading only: a writer
