@@ -372,6 +372,9 @@ static int replay_one(void *arg, const void *key, size_t klen, const void *val,
 static int redo_rebuild(orch *o, replay *r)
 {
     *r = (replay){ .o = o };
+    /* The engine holds every copy noted (none waits for a commit between
+     * passes): the notes start again from them, not grow each try. */
+    o->n_redo = 0;
     int rc = rz_auth_redo_mark_get(o->auth, &r->mark);
     if (rc == RZ_OK)
         rc = rz_auth_group_begin(o->auth);
