@@ -315,11 +315,15 @@ static int replay_put(replay *r, const unsigned char *k, size_t klen,
     orch *o = r->o;
     uint64_t job = be_u64(k + 2);
     rz_engine_job_info ji;
-    if (rz_engine_job_get(o->e, job, &ji) != RZ_OK) {
+    int rc = rz_engine_job_get(o->e, job, &ji);
+    if (rc == RZ_ENOENT) {
         r->gone++;   /* removed by retention: its records went with it */
         return 0;
     }
-    int rc;
+    if (rc != RZ_OK) {   /* a damaged record: not a reason to drop the copy */
+        snprintf(r->why, sizeof r->why, "%s", rz_error_last()->message);
+        return -1;
+    }
     if (k[1] == 'r') {
         char *text = malloc(vlen + 1);
         if (!text) {
