@@ -280,8 +280,8 @@ int auth_pass_commit(orch *o)
     if (writes && covered && !o->auth_settle_due && !o->stopping &&
         !o->redo_failing && keep(o))
         return RZ_OK;
-    if (writes && covered)
-        o->auth_lag_commits++;   /* its time was up */
+    if (writes && covered && !o->redo_failing)
+        o->auth_lag_commits++;   /* a kept group: its time up, or a stop */
     else
         o->auth_pass_commits += writes > 0;
     return group_commit(o);
