@@ -332,7 +332,7 @@ class AuditReadOnly(Base):
         # holding the store (as a running server's kept group does) does
         # not hold it up.
         self.s.proc.stop_clean()
-        lib = ctypes.CDLL(ctypes.util.find_library("lmdb"))
+        lib = ctypes.CDLL(ctypes.util.find_library("lmdb") or "liblmdb.so.0")
         env, txn = ctypes.c_void_p(), ctypes.c_void_p()
         self.assertEqual(lib.mdb_env_create(ctypes.byref(env)), 0)
         lib.mdb_env_set_maxdbs(env, 16)
