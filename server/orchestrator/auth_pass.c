@@ -32,6 +32,9 @@
  * commit of the group keeps its notes and the mark where it was; the
  * group is rebuilt from the engine's copies on a backoff (retry_fired),
  * the same way as at start, and no group is kept until then.
+ * The group's timer may fire inside a pass (a loop round runs its ready
+ * requests first): that pass still keeps it, and it is committed after
+ * the pass's replies (auth_pass_end), never in series with them.
  * The kept group is committed before anything whose order against the
  * auth store matters: retention (its forgets go first, retain.c), a
  * backup (the files copied between passes are then whole), a stop, a
@@ -50,6 +53,7 @@
 #define RETRY_MAX_MS 5000
 
 bool (*auth_commit_seam)(orch *o, bool settle);
+bool auth_timers_in_pass;
 
 /* A redo copy's key in the engine's extra records: "ar" + job (a signed
  * result's record) or "al" + job + attempt (a log), big-endian. */
@@ -207,7 +211,8 @@ static int group_commit_at(orch *o, bool settle)
     if (rc != RZ_OK)
         (void)!rz_auth_group_abort(o->auth);   /* after a failed mark */
     uint64_t max = o->redo_group_max;
-    o->auth_kept = o->auth_settle_due = false;
+    o->auth_kept = o->auth_settle_due = o->auth_settle_late = false;
+    o->auth_lag_in_pass = false;
     o->auth_covered = o->redo_group_max = 0;
     if (o->auth_lag_ev)
         evtimer_del(o->auth_lag_ev);
@@ -232,15 +237,23 @@ static int group_commit(orch *o)
     return group_commit_at(o, false);
 }
 
-/* A kept group's time is up: it is committed now. */
+/* A kept group's time is up: it is committed now, or after the replies
+ * of the pass it fired in (auth_pass_end). */
 static void lag_fired(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     orch *o = arg;
-    if (o->grouped)
-        o->auth_settle_due = true;   /* the pass's end commits it */
-    else
-        auth_settle(o);
+    if (o->grouped) {
+        o->auth_settle_due = true;
+        return;
+    }
+    o->auth_settle_due = o->auth_settle_late = false;
+    auth_settle(o);
+}
+
+static bool lag_timer(orch *o)
+{
+    return o->auth_lag_ev || (o->auth_lag_ev = evtimer_new(o->base, lag_fired, o));
 }
 
 void auth_settle(orch *o)
@@ -262,29 +275,61 @@ void auth_stop(orch *o)
 /* Kept: its timer runs from the first pass that kept it. */
 static bool keep(orch *o)
 {
-    if (!o->auth_lag_ev && !(o->auth_lag_ev = evtimer_new(o->base, lag_fired, o)))
-        return false;
-    if (!evtimer_pending(o->auth_lag_ev, NULL)) {
+    if (auth_timers_in_pass) {
+        o->auth_lag_in_pass = true;
+    } else {
+        if (!lag_timer(o))
+            return false;
         struct timeval tv = { 0, AUTH_LAG_MS * 1000 };
-        if (evtimer_add(o->auth_lag_ev, &tv) != 0)
+        if (!evtimer_pending(o->auth_lag_ev, NULL) && evtimer_add(o->auth_lag_ev, &tv) != 0)
             return false;
     }
     o->auth_kept = true;
     return true;
 }
 
+/* Tests only: the timers held for a pass fire inside it. */
+static void timers_in_pass(orch *o)
+{
+    if (o->auth_lag_in_pass) {
+        o->auth_lag_in_pass = false;
+        lag_fired(-1, EV_TIMEOUT, o);
+    }
+}
+
+/* A kept group whose time ran out inside this pass stays kept when the
+ * pass adds only covered writes: committing it here would put its two
+ * syncs before the engine's, in series with this pass's replies, and a
+ * failure on them. auth_pass_end commits it instead. */
 int auth_pass_commit(orch *o)
 {
+    timers_in_pass(o);
     uint64_t writes = rz_auth_group_writes(o->auth);
     bool covered = writes == o->auth_covered;
-    if (writes && covered && !o->auth_settle_due && !o->stopping &&
-        !o->redo_failing && keep(o))
+    if (writes && covered && !o->stopping && !o->redo_failing && keep(o))
         return RZ_OK;
     if (writes && covered && !o->redo_failing)
-        o->auth_lag_commits++;   /* a kept group: its time up, or a stop */
+        o->auth_lag_commits++;   /* a kept group at a stop */
     else
         o->auth_pass_commits += writes > 0;
     return group_commit(o);
+}
+
+/* The replies are queued, not yet written: libevent writes them in the
+ * next loop round, before a timer of 0 ms that expires in it. A round
+ * whose requests come first (the timer then fires in their pass) puts
+ * the commit off once; the next pass's end commits it at once. */
+void auth_pass_end(orch *o)
+{
+    if (!o->auth_settle_due || !o->auth_kept)
+        return;
+    struct timeval now = { 0, 0 };
+    if (!o->auth_settle_late && lag_timer(o) && evtimer_add(o->auth_lag_ev, &now) == 0) {
+        o->auth_settle_late = true;
+        return;
+    }
+    o->auth_settle_due = o->auth_settle_late = false;
+    auth_settle(o);
 }
 
 /* ---- at start, and after a failed commit: the copies put back ---- */

@@ -680,6 +680,7 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
             evbuffer_free(h->body);
     }
     o->n_held = 0;
+    auth_pass_end(o);
     flush_watchers(o);
     orch_arm_wakeup(o);
 }

@@ -911,6 +911,14 @@ static void test_faults_from_env(void)
     auth_commit_seam = test_auth_fault;
 }
 
+/* Tests only: RHIZOS_TEST_AUTH_TIMERS=in-pass fires the auth store's
+ * timers inside the next pass (auth_timers_in_pass). */
+static void test_timers_from_env(void)
+{
+    const char *t = getenv("RHIZOS_TEST_AUTH_TIMERS");
+    auth_timers_in_pass = t && strcmp(t, "in-pass") == 0;
+}
+
 int main(int argc, char **argv)
 {
     static orch o;
@@ -948,6 +956,7 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "restore") == 0)
         return orch_restore_main(argc - 1, argv + 1);
     test_faults_from_env();
+    test_timers_from_env();
     int rc = parse_opts(&o.opts, argc, argv);
     if (rc != 0) {
         free(o.opts.modules);

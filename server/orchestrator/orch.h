@@ -241,6 +241,8 @@ typedef struct orch {
      * one whose loss is accepted (the audit head). */
     bool auth_kept;
     bool auth_settle_due;         /* its timer fired inside a pass */
+    bool auth_settle_late;        /* and a pass's end put it off once */
+    bool auth_lag_in_pass;        /* tests: its timer fires in the next pass */
     uint64_t auth_covered;        /* such writes in the open group */
     struct auth_redo *redo; size_t n_redo, cap_redo;   /* their keys */
     uint64_t redo_seq;            /* the last copy's sequence number */
@@ -418,6 +420,9 @@ void auth_write_covered(orch *o);
 /* The pass's end (on_flush): commit the auth store's group, or keep it
  * open when every write it holds is covered. */
 int auth_pass_commit(orch *o);
+/* After the pass's replies are queued (on_flush): a kept group whose
+ * time ran out inside the pass is committed once they are written. */
+void auth_pass_end(orch *o);
 /* Commit a kept group now (between passes only: a timer, retention, a
  * backup, a stop, a pass that cannot group); nothing inside a pass. */
 void auth_settle(orch *o);
@@ -430,6 +435,10 @@ void auth_pass_free(orch *o);
  * commit of a group holding redo copies (settle: a kept group's, between
  * passes); true fails that commit as a full store would. */
 extern bool (*auth_commit_seam)(orch *o, bool settle);
+/* Tests only (main.c, from RHIZOS_TEST_AUTH_TIMERS=in-pass): the kept
+ * group's timer is not armed; it fires inside the next pass instead, as
+ * on a busy server (libevent runs a round's ready requests first). */
+extern bool auth_timers_in_pass;
 /* The admin key, checked for strength (rhizos/auth.h); a message on stderr
  * naming `from` when it is too weak. check: before any store is open. */
 int auth_check_admin(const char *key, const char *from);

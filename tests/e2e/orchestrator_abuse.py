@@ -254,6 +254,25 @@ class AuthCommits(Base):
         self.s.start()
 
 
+    def test_a_timer_inside_a_pass_keeps_the_group(self):
+        # A test hook fires the kept group's timer inside the next pass (as
+        # on a busy server): that pass keeps the group and commits it after
+        # its replies, so the kill hook (at a kept group's commit between
+        # passes) fires, and the next start puts the copies back.
+        acct, key = self.client(100000)
+        nid, tok = self.node()
+        self.s.proc.stop_clean()
+        self.s.start(env=dict(os.environ, RHIZOS_TEST_AUTH_FAULT="kill",
+                              RHIZOS_TEST_AUTH_TIMERS="in-pass"))
+        job = self.run_job(nid, tok, key, 0)
+        try:   # the pass the timer fires in
+            self.s.call("GET", "/api/v1/jobs/%d" % job, None, key)
+        except OSError:
+            pass   # killed before its reply was written
+        self.assertEqual(self.s.proc.p.wait(timeout=10), -signal.SIGKILL)
+        self.s.start()
+        self.kept(key, [job])
+
     def log_of(self, key, job):
         return self.ok("GET", "/api/v1/jobs/%d" % job, key=key).get("log")
 
