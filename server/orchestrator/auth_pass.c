@@ -30,8 +30,9 @@
  * commit; a crash in between replays them again. The audit head needs no
  * copy: a head behind the log is accepted at start (audit.c). A failed
  * commit of the group keeps its notes and the mark where it was; the
- * group is rebuilt from the engine's copies on a backoff (retry_fired),
- * the same way as at start, and no group is kept until then.
+ * group is rebuilt from the engine's copies on a backoff (retry_fired;
+ * at the end of the pass the timer fires in), the same way as at start,
+ * and no group is kept until then.
  * The group's timer may fire inside a pass (a loop round runs its ready
  * requests first): that pass still keeps it, and it is committed after
  * the pass's replies (auth_pass_end), never in series with them.
@@ -162,6 +163,20 @@ static void redo_drop(orch *o)
 }
 
 static void retry_fired(evutil_socket_t fd, short what, void *arg);
+static void redo_retry(orch *o);
+
+static void retry_arm(orch *o, uint64_t ms)
+{
+    if (auth_timers_in_pass) {
+        o->redo_retry_in_pass = true;
+        return;
+    }
+    if (!o->redo_retry_ev &&
+        !(o->redo_retry_ev = evtimer_new(o->base, retry_fired, o)))
+        return;
+    struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000 * 1000) };
+    (void)!evtimer_add(o->redo_retry_ev, &tv);
+}
 
 /* The group's writes are lost: its copies stay (notes too) until a
  * rebuild from the engine's copies puts them back, on a backoff. */
@@ -172,16 +187,14 @@ static void redo_failed(orch *o, const char *why)
     o->redo_retry_ms = o->redo_retry_ms ? o->redo_retry_ms * 2 : RETRY_MIN_MS;
     if (o->redo_retry_ms > RETRY_MAX_MS)
         o->redo_retry_ms = RETRY_MAX_MS;
+    if (!o->base || o->stopping) {   /* at start or stop: the next start rebuilds */
+        orch_log(o, ORCH_LOG_ERROR, "auth_commit_failed", "reason", LOG_STR, why,
+                 "rebuild", LOG_STR, "at the next start", NULL);
+        return;
+    }
     orch_log(o, ORCH_LOG_ERROR, "auth_commit_failed", "reason", LOG_STR, why,
              "rebuild_in_ms", LOG_U64, o->redo_retry_ms, NULL);
-    if (!o->base || o->stopping)
-        return;   /* at start or stop: the next start rebuilds */
-    if (!o->redo_retry_ev &&
-        !(o->redo_retry_ev = evtimer_new(o->base, retry_fired, o)))
-        return;
-    struct timeval tv = { (time_t)(o->redo_retry_ms / 1000),
-                          (suseconds_t)(o->redo_retry_ms % 1000 * 1000) };
-    (void)!evtimer_add(o->redo_retry_ev, &tv);
+    retry_arm(o, o->redo_retry_ms);
 }
 
 /* The mark of the copies the group holds goes into it: durable with
@@ -295,6 +308,10 @@ static void timers_in_pass(orch *o)
         o->auth_lag_in_pass = false;
         lag_fired(-1, EV_TIMEOUT, o);
     }
+    if (o->redo_retry_in_pass) {
+        o->redo_retry_in_pass = false;
+        retry_fired(-1, EV_TIMEOUT, o);
+    }
 }
 
 /* A kept group whose time ran out inside this pass stays kept when the
@@ -319,7 +336,7 @@ int auth_pass_commit(orch *o)
  * next loop round, before a timer of 0 ms that expires in it. A round
  * whose requests come first (the timer then fires in their pass) puts
  * the commit off once; the next pass's end commits it at once. */
-void auth_pass_end(orch *o)
+static void settle_after_replies(orch *o)
 {
     if (!o->auth_settle_due || !o->auth_kept)
         return;
@@ -330,6 +347,15 @@ void auth_pass_end(orch *o)
     }
     o->auth_settle_due = o->auth_settle_late = false;
     auth_settle(o);
+}
+
+void auth_pass_end(orch *o)
+{
+    settle_after_replies(o);
+    if (o->redo_rebuild_due) {
+        o->redo_rebuild_due = false;
+        redo_retry(o);
+    }
 }
 
 /* ---- at start, and after a failed commit: the copies put back ---- */
@@ -442,15 +468,8 @@ static int redo_rebuild(orch *o, replay *r)
     return group_commit(o);   /* the copies' deletes: on success only */
 }
 
-static void retry_fired(evutil_socket_t fd, short what, void *arg)
+static void redo_retry(orch *o)
 {
-    (void)fd, (void)what;
-    orch *o = arg;
-    if (o->grouped || o->auth_kept) {   /* a pass holds the store: soon */
-        struct timeval tv = { 0, RETRY_MIN_MS * 1000 };
-        (void)!evtimer_add(o->redo_retry_ev, &tv);
-        return;
-    }
     replay r;
     if (redo_rebuild(o, &r) != RZ_OK)
         return;   /* logged, tried again later */
@@ -458,6 +477,21 @@ static void retry_fired(evutil_socket_t fd, short what, void *arg)
     o->auth_redo_rebuilds++;
     orch_log(o, ORCH_LOG_INFO, "auth_redo_rebuilt", "records", LOG_U64, r.put,
              "removed_jobs", LOG_U64, r.gone, NULL);
+}
+
+/* Inside a pass the store holds the pass's group: the rebuild is made
+ * at its end (auth_pass_end), not put off on a timer that a busy
+ * server's passes could keep meeting. */
+static void retry_fired(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    orch *o = arg;
+    if (o->grouped) {
+        o->redo_rebuild_due = true;
+        return;
+    }
+    auth_settle(o);   /* none is kept while failing; if one were, first */
+    redo_retry(o);
 }
 
 int auth_redo_replay(orch *o)

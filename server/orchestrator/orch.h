@@ -251,6 +251,8 @@ typedef struct orch {
     bool redo_failing;            /* a group's commit failed: rebuild due */
     uint64_t redo_retry_ms;       /* the rebuild's backoff */
     struct event *redo_retry_ev;
+    bool redo_rebuild_due;        /* its timer fired inside a pass */
+    bool redo_retry_in_pass;      /* tests: its timer fires in the next pass */
     uint64_t auth_commit_failures;
     uint64_t auth_redo_rebuilds;
     uint64_t redo_start_put, redo_start_stale, redo_start_gone;   /* at start */
@@ -421,7 +423,8 @@ void auth_write_covered(orch *o);
  * open when every write it holds is covered. */
 int auth_pass_commit(orch *o);
 /* After the pass's replies are queued (on_flush): a kept group whose
- * time ran out inside the pass is committed once they are written. */
+ * time ran out inside the pass is committed once they are written; a
+ * rebuild that came due inside it is made. */
 void auth_pass_end(orch *o);
 /* Commit a kept group now (between passes only: a timer, retention, a
  * backup, a stop, a pass that cannot group); nothing inside a pass. */
@@ -436,7 +439,8 @@ void auth_pass_free(orch *o);
  * passes); true fails that commit as a full store would. */
 extern bool (*auth_commit_seam)(orch *o, bool settle);
 /* Tests only (main.c, from RHIZOS_TEST_AUTH_TIMERS=in-pass): the kept
- * group's timer is not armed; it fires inside the next pass instead, as
+ * group's and the rebuild's timers are not armed; each fires inside the
+ * next pass instead, as
  * on a busy server (libevent runs a round's ready requests first). */
 extern bool auth_timers_in_pass;
 /* The admin key, checked for strength (rhizos/auth.h); a message on stderr

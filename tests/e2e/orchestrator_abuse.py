@@ -314,6 +314,27 @@ class AuthCommits(Base):
         self.s.start()
         self.kept(key, [job])
 
+    def test_a_rebuild_due_inside_a_pass_is_made_at_its_end(self):
+        # A test hook fires the auth store's timers inside the next pass (a
+        # busy server always has one open): the rebuild after the failed
+        # commit is made at the end of the first pass after the failure,
+        # not put off again (/metrics is a pass too).
+        acct, key = self.client(100000)
+        nid, tok = self.node()
+        self.s.proc.stop_clean()
+        self.s.start(env=dict(os.environ, RHIZOS_TEST_AUTH_FAULT="fail",
+                              RHIZOS_TEST_AUTH_TIMERS="in-pass"))
+        job = self.run_job(nid, tok, key, 0)
+        deadline = time.time() + 20
+        while self.metric("rhizos_auth_commit_failures_total") < 1:
+            self.assertLess(time.time(), deadline, "no failed commit")
+        self.assertEqual(self.metric("rhizos_auth_redo_rebuilds_total"), 1)
+        self.kept(key, [job])
+        self.s.proc.p.kill()
+        self.s.proc.p.wait(timeout=10)
+        self.s.start()
+        self.kept(key, [job])
+
 
 class AuthCopiesOfRemovedJobs(Base):
     extra = ("--retention-days", "1s")
