@@ -24,8 +24,10 @@
  * every acknowledged result has, in one transaction, its job's outcome
  * and the redo copies of its record and log. A crash (process or power)
  * while the group is kept loses the auth store's side only: at the next
- * start auth_redo_replay puts back every copy above the mark whose job
- * the engine still has (a job retention removed keeps nothing), commits
+ * start, once the engine and ledger agree, auth_redo_replay puts back
+ * every copy above the mark whose job the engine still has (a job
+ * retention removed keeps nothing; a job missing otherwise refuses the
+ * start: the engine is not the one the copies were made with), commits
  * that with the new mark, and deletes the copies with the engine's next
  * commit; a crash in between replays them again. The audit head needs no
  * copy: a head behind the log is accepted at start (audit.c). A failed
@@ -387,9 +389,16 @@ static int replay_put(replay *r, const unsigned char *k, size_t klen,
     uint64_t job = be_u64(k + 2);
     rz_engine_job_info ji;
     int rc = rz_engine_job_get(o->e, job, &ji);
-    if (rc == RZ_ENOENT) {
+    if (rc == RZ_ENOENT && rz_engine_compacted_id(o->e, 0, job)) {
         r->gone++;   /* removed by retention: its records went with it */
         return 0;
+    }
+    if (rc == RZ_ENOENT) {   /* never removed: the engine lost it, or damage */
+        snprintf(r->why, sizeof r->why, "the engine has no job %llu, which a "
+                 "redo copy names, and retention did not remove it: restore "
+                 "the data directory from a backup (docs/ledger.md, "
+                 "\"Recovery\")", (unsigned long long)job);
+        return -1;
     }
     if (rc != RZ_OK) {   /* a damaged record: not a reason to drop the copy */
         snprintf(r->why, sizeof r->why, "%s", rz_error_last()->message);

@@ -785,9 +785,7 @@ static int start(orch *o, const char *key, const char *key_from)
     listening = o;
     evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(o->sock),
                                 on_accept_error);
-    if (!(o->reg = make_registry(&o->opts)))
-        return -1;
-    if (orch_stores_check(o->opts.data) != 0)
+    if (!(o->reg = make_registry(&o->opts)) || orch_stores_check(o->opts.data) != 0)
         return -1;
     rz_engine_opts eo = RZ_ENGINE_OPTS_INIT;
     eo.registry = o->reg;
@@ -808,7 +806,8 @@ static int start(orch *o, const char *key, const char *key_from)
     if (auth_open(o) != RZ_OK || admin_key_set(o, key, key_from) != 0 ||
         server_keypair(o) != 0 || audit_open(o) != 0 ||
         orch_stores_agree(o->e, o->opts.data, o->opts.verify_on_open) != 0 ||
-        flows_open(o) != 0 || orch_control_start(o) != 0 || orch_blobs_start(o) != 0)
+        auth_redo_replay(o) != RZ_OK || flows_open(o) != 0 ||
+        orch_control_start(o) != 0 || orch_blobs_start(o) != 0)
         return -1;
     o->sig_term = evsignal_new(o->base, SIGTERM, on_signal, o);
     o->sig_int = evsignal_new(o->base, SIGINT, on_signal, o);

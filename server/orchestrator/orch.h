@@ -431,7 +431,8 @@ void auth_pass_end(orch *o);
 void auth_settle(orch *o);
 /* Stopping: whatever group is open committed (in a pass or not). */
 void auth_stop(orch *o);
-/* At start: the redo copies a crash left in the engine put back. */
+/* At start, once the stores agree: the redo copies a crash left in the
+ * engine put back (stderr says why not; the start then stops). */
 int auth_redo_replay(orch *o);
 void auth_pass_free(orch *o);
 /* Tests only (main.c, from RHIZOS_TEST_AUTH_FAULT): asked before each

@@ -366,6 +366,103 @@ class AuthCopiesOfRemovedJobs(Base):
         self.assertIn('rhizos_auth_redo_start_records{kind="removed"} 0\n', text)
 
 
+class MDBVal(ctypes.Structure):
+    _fields_ = [("mv_size", ctypes.c_size_t), ("mv_data", ctypes.c_void_p)]
+
+
+def crc32c(data, crc=0):
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def engine_extra(data, key, value=None):
+    """Put (value) or delete one record of the stopped engine's "extra"
+    table, sealed as the engine seals it: "RZc1", the CRC-32C of the key
+    and value (little-endian), the value."""
+    lib = ctypes.CDLL(ctypes.util.find_library("lmdb") or "liblmdb.so.0")
+    env, txn, dbi = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_uint()
+    assert lib.mdb_env_create(ctypes.byref(env)) == 0
+    lib.mdb_env_set_maxdbs(env, 16)
+    lib.mdb_env_set_mapsize(env, ctypes.c_size_t(4 << 30))
+    assert lib.mdb_env_open(env, os.path.join(data, "engine").encode(), 0, 0o600) == 0
+    try:
+        assert lib.mdb_txn_begin(env, None, 0, ctypes.byref(txn)) == 0
+        assert lib.mdb_dbi_open(txn, b"extra", 0, ctypes.byref(dbi)) == 0
+        kb = ctypes.create_string_buffer(key, len(key))
+        k = MDBVal(len(key), ctypes.cast(kb, ctypes.c_void_p))
+        if value is None:
+            assert lib.mdb_del(txn, dbi, ctypes.byref(k), None) == 0
+        else:
+            sealed = b"RZc1" + crc32c(key + value).to_bytes(4, "little") + value
+            vb = ctypes.create_string_buffer(sealed, len(sealed))
+            v = MDBVal(len(sealed), ctypes.cast(vb, ctypes.c_void_p))
+            assert lib.mdb_put(txn, dbi, ctypes.byref(k), ctypes.byref(v), 0) == 0
+        assert lib.mdb_txn_commit(txn) == 0
+    finally:
+        lib.mdb_env_close(env)
+
+
+class AuthReplayOnceTheStoresAgree(Base):
+    metric = AuthCommits.metric
+    run_job = AuthCommits.run_job
+    kept = AuthCommits.kept
+
+    def start_refused(self):
+        r = subprocess.run([EXE, "--listen", "127.0.0.1:%d" % free_port(), "--data",
+                            self.s.data, "--admin-key-file", self.s.key_file, "--quiet"],
+                           capture_output=True, text=True, timeout=20)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        return r.stderr
+
+    def test_a_refused_start_puts_no_copy_back(self):
+        # The copies stay in the engine (every commit of them fails, a test
+        # hook); a start that refuses the stores (a damaged ledger record)
+        # must neither put them into the auth store nor delete them.
+        acct, key = self.client(100000)
+        nid, tok = self.node()
+        self.s.proc.stop_clean()
+        self.s.start(env=dict(os.environ, RHIZOS_TEST_AUTH_FAULT="fail-always"))
+        job = self.run_job(nid, tok, key, 0)
+        self.s.proc.stop_clean()
+        path = os.path.join(self.s.data, "ledger", "data.mdb")
+        with open(path, "rb") as f:
+            good = f.read()
+        db, rec = bytearray(good), bytes.fromhex(acct) + b"\x02"
+        at = db.find(rec)
+        self.assertGreaterEqual(at, 0)
+        while at >= 0:
+            db[at + 16 + 40] ^= 0x01   # credits_posted: its checksum fails
+            at = db.find(rec, at + 1)
+        with open(path, "wb") as f:
+            f.write(db)
+        self.assertIn("refusing to start", self.start_refused())
+        with open(path, "wb") as f:
+            f.write(good)
+        self.s.start()
+        st, text = self.s.call("GET", "/metrics", key=self.s.admin)
+        text = text.decode() if isinstance(text, bytes) else text
+        put = [l for l in text.splitlines()
+               if l.startswith('rhizos_auth_redo_start_records{kind="put"} ')]
+        self.assertEqual(put, ['rhizos_auth_redo_start_records{kind="put"} 2'])
+        self.kept(key, [job])
+
+    def test_a_copy_of_a_job_never_removed_refuses_the_start(self):
+        # A copy whose job the engine lacks though retention removed no
+        # such id (damage, a mixed-up data directory) is not dropped as a
+        # removed job's: the start says so and changes nothing.
+        self.s.proc.stop_clean()
+        k = b"ar" + (1000000).to_bytes(8, "big")
+        engine_extra(self.s.data, k, (1 << 40).to_bytes(8, "big") + b"{}")
+        err = self.start_refused()
+        self.assertIn("the engine has no job 1000000", err)
+        engine_extra(self.s.data, k)   # it was left there: deleted now
+        self.s.start()
+
+
 class AuditReadOnly(Base):
     def test_audit_reads_beside_a_writer(self):
         # `audit --verify` opens the auth store for reading only: a writer
