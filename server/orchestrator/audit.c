@@ -785,22 +785,27 @@ static bool end_records(orch *o, const uint64_t *of, const int *code,
 }
 
 /* The auth store of DATA, if it holds one (never created here); read
- * only: never waiting for a running server's open group. */
-static rz_auth *auth_of(const char *data, bool rdonly)
+ * only: never waiting for a running server's open group, and never
+ * writing (a table this version keeps and the store lacks is reported,
+ * not made). *failed: it is there but could not be opened (said). */
+static rz_auth *auth_of(const char *data, bool rdonly, bool *failed)
 {
     char dir[4096], db[4200];
     struct stat st;
     snprintf(dir, sizeof dir, "%s/auth", data);
     snprintf(db, sizeof db, "%s/data.mdb", dir);
     rz_auth *a = NULL;
+    *failed = false;
     if (stat(db, &st) != 0 || st.st_size == 0)
         return NULL;
-    if (rdonly && rz_auth_open_readonly(&a, dir) == RZ_OK)
+    if ((rdonly ? rz_auth_open_readonly(&a, dir) : rz_auth_open(&a, dir)) == RZ_OK)
         return a;
-    /* A store older than one of its tables has it made here, as before. */
-    if (rz_auth_open(&a, dir) != RZ_OK)
-        fprintf(stderr, ORCH_NAME " audit: %s\n", rz_error_last()->message);
-    return a;
+    *failed = true;
+    fprintf(stderr, ORCH_NAME " audit: %s%s\n", rz_error_last()->message, rdonly
+            ? " (opened read-only and left as it is: a table missing, from an "
+              "older version, or damage; the orchestrator's next start adds a "
+              "missing table)" : "");
+    return NULL;
 }
 
 /* --accept: the operator takes the log as it is (after a loss that no
@@ -811,7 +816,8 @@ static int accept_log(const char *data, const char *path)
     static orch o;
     o.opts.data = data;
     snprintf(o.audit_path, sizeof o.audit_path, "%s", path);
-    if (!(o.auth = auth_of(data, false))) {
+    bool failed;
+    if (!(o.auth = auth_of(data, false, &failed))) {
         fprintf(stderr, ORCH_NAME " audit: no auth store in %s\n", data);
         return 1;
     }
@@ -874,7 +880,12 @@ int audit_check(const char *data, FILE *print, uint64_t *records,
     audit_path(data, path, sizeof path);
     unsigned char *key = key_alloc();
     int have = key ? key_read(data, key) : -1;
-    rz_auth *a = have >= 0 ? auth_of(data, true) : NULL;
+    bool failed = false;
+    rz_auth *a = have >= 0 ? auth_of(data, true, &failed) : NULL;
+    if (failed) {
+        sodium_free(key);
+        return -1;   /* its head cannot be checked: said */
+    }
     uint64_t hseq = 0, hks = 0;
     unsigned char hbin[HASH_BYTES];
     bool head = a && rz_auth_audit_head_get2(a, &hseq, hbin, &hks) == RZ_OK;

@@ -489,6 +489,44 @@ class AuditReadOnly(Base):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.s.start()
 
+    def auth_table(self, name, drop=False):
+        """Whether the stopped server's auth store has table `name` (read
+        only), or (drop) remove it."""
+        lib = ctypes.CDLL(ctypes.util.find_library("lmdb") or "liblmdb.so.0")
+        env, txn, dbi = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_uint()
+        self.assertEqual(lib.mdb_env_create(ctypes.byref(env)), 0)
+        lib.mdb_env_set_maxdbs(env, 16)
+        lib.mdb_env_set_mapsize(env, ctypes.c_size_t(4 << 30))
+        MDB_RDONLY = 0x20000
+        flags = 0 if drop else MDB_RDONLY
+        try:
+            self.assertEqual(lib.mdb_env_open(env, os.path.join(self.s.data, "auth").encode(),
+                                              flags, 0o600), 0)
+            self.assertEqual(lib.mdb_txn_begin(env, None, flags, ctypes.byref(txn)), 0)
+            found = lib.mdb_dbi_open(txn, name, 0, ctypes.byref(dbi)) == 0
+            if drop:
+                self.assertTrue(found)
+                self.assertEqual(lib.mdb_drop(txn, dbi, 1), 0)
+                self.assertEqual(lib.mdb_txn_commit(txn), 0)
+            else:
+                lib.mdb_txn_abort(txn)
+            return found
+        finally:
+            lib.mdb_env_close(env)
+
+    def test_verify_reports_a_missing_table_and_changes_nothing(self):
+        self.s.proc.stop_clean()
+        self.auth_table(b"ids", drop=True)
+        r = self.s.audit("--verify")
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn("read-only", r.stderr)
+        self.assertFalse(self.auth_table(b"ids"), "audit --verify made the table")
+        self.s.start()   # a start adds it
+        self.s.proc.stop_clean()
+        self.assertTrue(self.auth_table(b"ids"))
+        self.assertEqual(self.s.audit("--verify").returncode, 0)
+        self.s.start()
+
 
 class EndedAttempts(Base):
     """A poll's "ended" frees the node's slot before the result comes."""
