@@ -359,9 +359,16 @@ void r_metrics(req *q)
                         "# HELP rhizos_auth_redo_rebuilds_total Times the "
                         "records of a failed commit were put back.\n"
                         "# TYPE rhizos_auth_redo_rebuilds_total counter\n"
-                        "rhizos_auth_redo_rebuilds_total %llu\n",
+                        "rhizos_auth_redo_rebuilds_total %llu\n"
+                        "# HELP rhizos_auth_redo_failing 1 while the auth "
+                        "store's records of results wait for a rebuild from "
+                        "the engine's copies (its last commit or rebuild "
+                        "failed; one failing for long needs a restart).\n"
+                        "# TYPE rhizos_auth_redo_failing gauge\n"
+                        "rhizos_auth_redo_failing %d\n",
                         (unsigned long long)o->auth_commit_failures,
-                        (unsigned long long)o->auth_redo_rebuilds);
+                        (unsigned long long)o->auth_redo_rebuilds,
+                        o->redo_failing ? 1 : 0);
     evbuffer_add_printf(b, "# HELP rhizos_auth_redo_start_records Redo copies "
                         "the start found: put back, stale (the store had "
                         "them), or of jobs retention removed (deleted).\n"
