@@ -16,6 +16,10 @@
  *                                          keyed_since (u64 big-endian)
  *             "c" + 16-byte account + id -> a credential the account
  *                                          stored (JSON, its value sealed)
+ *             "d"                       -> the redo mark: the highest
+ *                                          sequence of a server's redo
+ *                                          copies whose writes are in the
+ *                                          store (u64 big-endian)
  * Each put is one write transaction (LMDB fsyncs at commit). */
 #include <errno.h>
 #include <pthread.h>

@@ -911,11 +911,15 @@ static void test_faults_from_env(void)
 }
 
 /* Tests only: RHIZOS_TEST_AUTH_TIMERS=in-pass fires the auth store's
- * timers inside the next pass (auth_timers_in_pass). */
+ * timers inside the next pass (auth_timers_in_pass);
+ * RHIZOS_TEST_LIVE_PUT_MS sets orch_live_put_ms. */
 static void test_timers_from_env(void)
 {
     const char *t = getenv("RHIZOS_TEST_AUTH_TIMERS");
     auth_timers_in_pass = t && strcmp(t, "in-pass") == 0;
+    const char *live = getenv("RHIZOS_TEST_LIVE_PUT_MS");
+    if (live)
+        orch_live_put_ms = strtoull(live, NULL, 10);
 }
 
 int main(int argc, char **argv)

@@ -351,9 +351,9 @@ void r_metrics(req *q)
                         (unsigned long long)o->auth_pass_commits,
                         (unsigned long long)o->auth_lag_commits);
     evbuffer_add_printf(b, "# HELP rhizos_auth_commit_failures_total Commits "
-                        "of the auth store's group that failed (their "
-                        "records are put back from the engine's redo "
-                        "copies).\n"
+                        "of the auth store's group that failed, and failed "
+                        "rebuilds (the records are put back from the "
+                        "engine's redo copies, on a backoff).\n"
                         "# TYPE rhizos_auth_commit_failures_total counter\n"
                         "rhizos_auth_commit_failures_total %llu\n"
                         "# HELP rhizos_auth_redo_rebuilds_total Times the "

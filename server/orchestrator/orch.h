@@ -439,6 +439,9 @@ void auth_pass_free(orch *o);
  * commit of a group holding redo copies (settle: a kept group's, between
  * passes); true fails that commit as a full store would. */
 extern bool (*auth_commit_seam)(orch *o, bool settle);
+/* ORCH_LIVE_PUT_MS; tests (main.c, RHIZOS_TEST_LIVE_PUT_MS): longer, so
+ * that a streamed log's later chunks wait in memory for the stop. */
+extern uint64_t orch_live_put_ms;
 /* Tests only (main.c, from RHIZOS_TEST_AUTH_TIMERS=in-pass): the kept
  * group's and the rebuild's timers are not armed; each fires inside the
  * next pass instead, as

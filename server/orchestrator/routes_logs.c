@@ -22,6 +22,8 @@
 
 #include "orch.h"
 
+uint64_t orch_live_put_ms = ORCH_LIVE_PUT_MS;
+
 struct live_pos {
     uint64_t job;
     uint32_t attempt;
@@ -234,7 +236,7 @@ static int append_log(orch *o, live_pos *p, const char *gap, const char *add,
     p->log = all;
     p->len = len - from;
     p->dirty = true;
-    if (first || orch_now_ms() >= p->put_ms + ORCH_LIVE_PUT_MS)
+    if (first || orch_now_ms() >= p->put_ms + orch_live_put_ms)
         pos_put(o, p);
     return RZ_OK;
 }

@@ -286,10 +286,13 @@ class AuthCommits(Base):
 
     def test_a_stop_keeps_the_newest_streamed_log(self):
         # The first chunk reaches the store in its pass, the second stays
-        # in memory (stored at most every 2 s) until the stop writes it.
-        # No older copy of the log may come back over it at a start.
+        # in memory (stored at most every 2 s; an hour here, so however
+        # slow the machine) until the stop writes it. No older copy of the
+        # log may come back over it at a start.
         acct, key = self.client(100000)
         nid, tok = self.node()
+        self.s.proc.stop_clean()
+        self.s.start(env=dict(os.environ, RHIZOS_TEST_LIVE_PUT_MS="3600000"))
         job = self.ok("POST", "/api/v1/jobs", {"module": "echo", "max_cost_micros": 5000,
                       "inputs": {"message": "x"}}, key, 201)["id"]
         a = self.ok("GET", "/api/v1/nodes/%d/jobs?wait=5" % nid, key=tok)
