@@ -147,6 +147,25 @@ def strace_prefix(folder, name):
     return ["strace", "-f", "-tt", "-T", "-o", os.path.join(folder, name + ".txt")]
 
 
+def stop_traced(proc, sig):
+    """Stop a program started under strace: the signal goes to the traced
+    program, which strace would otherwise take for itself and leave the
+    program running; strace exits with it."""
+    if proc.cmd[0] != "strace":
+        return proc.stop(sig)
+    try:
+        with open("/proc/%d/task/%d/children" % (proc.p.pid, proc.p.pid)) as f:
+            kids = [int(k) for k in f.read().split()]
+    except OSError:
+        kids = []
+    for k in kids:
+        try:
+            os.kill(k, sig)
+        except ProcessLookupError:
+            pass
+    return proc.stop(sig)
+
+
 def write_flow(path, n, for_each=False):
     steps = {"s0": {"module": "nop@1", "max_cost_micros": 10000}}
     if for_each:
@@ -252,8 +271,8 @@ def main():
               % (a.steps, a.watch, best[1] / best[0], best[0], best[1], a.steps))
     finally:
         for n in nodes:
-            n.stop(signal.SIGTERM)
-        orch.stop(signal.SIGTERM)
+            stop_traced(n, signal.SIGTERM)
+        stop_traced(orch, signal.SIGTERM)
         tmp.cleanup()
         if a.trace:
             with open(a.trace, "w") as f:
