@@ -956,6 +956,19 @@ static void cg_sweep(const char *base)
         closedir(d);
 }
 
+/* The file a process writes "0" to, to join a cgroup (rz__sbx.procs).
+ * On v1, `tasks`: it moves the writing thread alone, which for the
+ * one-thread processes that join (a zygote, an init, bwrap's child before
+ * its exec) is all of them, and takes no global lock. A write to v1's
+ * cgroup.procs moves a whole process under the kernel's threadgroup lock,
+ * whose writer waits for an RCU grace period (8 or 16 ms here even when
+ * idle): at one step that wait was the longest thing in series. v2 has
+ * only cgroup.procs (a thread moves alone only in a threaded cgroup). */
+static const char *join_file(void)
+{
+    return sb.cg_version == 1 ? "tasks" : "cgroup.procs";
+}
+
 /* `limits`: write the step's limits (s's) too; false: the kernel's (none). */
 static int cgroup_create(rz__sbx *s, const rz__sbx_opts *o, bool limits)
 {
@@ -980,7 +993,7 @@ static int cgroup_create(rz__sbx *s, const rz__sbx_opts *o, bool limits)
         s->cg[s->n_cg] = dir;
         s->cg_kind[s->n_cg] = k;
         char procs[PATH_MAX];
-        snprintf(procs, sizeof procs, "%s/cgroup.procs", dir);
+        snprintf(procs, sizeof procs, "%s/%s", dir, join_file());
         s->procs[s->n_cg] = open(procs, O_WRONLY | O_CLOEXEC);
         s->n_cg++;
         if (s->procs[s->n_cg - 1] < 0 ||
@@ -992,10 +1005,11 @@ static int cgroup_create(rz__sbx *s, const rz__sbx_opts *o, bool limits)
 
 /* ---- cells: the helper's cgroups, one per concurrent step, reused ----
  *
- * Moving a process into a cgroup (v1) waits for an RCU grace period:
- * 4-13 ms a step on this loaded machine, most of what the sandbox cost
- * once bwrap was gone. A cell is a set of cgroups with a process of the
- * helper's inside (the zygote) that starts steps, which are born there.
+ * A cell is a set of cgroups with a process of the helper's inside (the
+ * zygote) that starts steps, which are born there: a step's start makes,
+ * joins and removes no cgroup (a process's move through v1's
+ * cgroup.procs waits for an RCU grace period, 4-13 ms a step on this
+ * loaded machine; see join_file).
  * The limits are written per step; the OOM and pids counters are read
  * before and after; leftovers are killed at the end as before. */
 
@@ -1180,14 +1194,12 @@ static int cell_add(rz__sbx *s, const rz__sbx_opts *o, size_t *slot)
 
 /* ---- the first cell, made ahead ----
  *
- * A cell's zygote joins its cgroups as it starts, and on cgroup v1 that
- * waits for an RCU grace period (5-60 ms here, by load): with the cell's
- * setup it was most of a one-step run's sandbox cost, paid at its first
- * step. The probe makes the first cell's cgroups (with no limits: the
- * first step's cell_take writes its own, `known` false) before it starts
- * the helper, which forks the cell's zygote into them before it builds its
- * root: the grace period runs beside the root's making, the probe's step
- * and the runner's start. Once the helper is up the probe gives that
+ * A cell's zygote joins its cgroups as it starts: with the cell's setup
+ * that was paid at the first step. The probe makes the first cell's
+ * cgroups (with no limits: the first step's cell_take writes its own,
+ * `known` false) before it starts the helper, which forks the cell's
+ * zygote into them before it builds its root: the zygote's fork and
+ * moves run beside the root's making and the runner's start. Once the helper is up the probe gives that
  * zygote the uid the first step's cell would have had (the lowest this
  * runner can take; the probe's step gets the next). */
 
@@ -1547,77 +1559,6 @@ static bool try_helper(rz__sbx *cg, bool early)
     return true;
 }
 
-/* ---- the grace period, begun early ----
- *
- * On cgroup v1 the first move of a process into a cgroup waits for an RCU
- * grace period (the writer's side of the kernel's threadgroup lock:
- * 5-15 ms here, more under load), and it is most of a one-step run's
- * sandbox cost: the first cell's zygote cannot start a step before it.
- * A move that comes while one is under way, or soon after one, waits only
- * for what is left of it. So as soon as the first cell's cgroups exist,
- * a throw-away process moves itself into the cgroup it is already in
- * (which changes nothing), ~3 ms before the helper is forked and its
- * zygote moves. It shares our memory (no copy of it is made) and is
- * started by a thread of its own that waits for it (vfork) and reaps it;
- * exit ends that thread and does not wait for the process (a thread
- * moving itself would hold exit for its grace period). Nothing relies on
- * it: without it the zygote's own move waits for the whole grace
- * period. */
-
-static pthread_t nudge_thread;
-static bool nudging;
-
-/* System calls only: this process shares our memory (and the calling
- * thread's, which waits meanwhile), so no libc or sanitizer hook may run
- * in it (an exit hook that checks for leaks would scan it as ours). */
-static int nudge_move(void *path)
-{
-    long fd = syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC);
-    if (fd >= 0)
-        (void)!syscall(SYS_write, fd, "0", 1);
-    syscall(SYS_exit, 0);
-    return 0;
-}
-
-static void *nudge_main(void *path)
-{
-    char stack[16384] __attribute__((aligned(16)));
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, NULL);   /* none for its copy */
-    /* No exit signal: an embedding program's SIGCHLD handler or
-     * waitpid(-1) must not see (or reap) it; __WCLONE waits for it. */
-    int pid = clone(nudge_move, stack + sizeof stack, CLONE_VM | CLONE_VFORK,
-                    path);
-    while (pid > 0 && waitpid(pid, NULL, __WCLONE) < 0 && errno == EINTR)
-        ;
-    free(path);
-    return NULL;
-}
-
-static void cg_nudge(void)
-{
-    const char *base = NULL;
-    for (size_t i = 0; sb.cg_version == 1 && !base && i < RZ__SBX_CG_MAX; i++)
-        base = sb.cg_base[i];
-    char *path = base ? rz__asprintf("%s/cgroup.procs", base) : NULL;
-    nudging = path && pthread_create(&nudge_thread, NULL, nudge_main,
-                                     path) == 0;
-    if (path && !nudging)
-        free(path);
-}
-
-/* The nudge's thread let go (it ends by itself), or, where no helper
- * runs, waited for: no process of it is left. */
-static void nudge_end(bool wait)
-{
-    if (nudging && wait)
-        pthread_join(nudge_thread, NULL);
-    else if (nudging)
-        pthread_detach(nudge_thread);
-    nudging = false;
-}
-
 static void cells_drop_idle(void);
 
 /* Whether bwrap works here: 0.8's options first; then without them
@@ -1653,15 +1594,12 @@ static void probe(void)
     bool helper = root && !(want && strcmp(want, "bwrap") == 0);
     find_cgroups();
     sb.cg_saved = sb.cg_version;
-    /* The first cell's cgroups (see "the first cell, made ahead"), then
-     * the grace period its zygote's move waits for begun. Without them,
-     * the first step makes its cell, or says why not. */
+    /* The first cell's cgroups (see "the first cell, made ahead").
+     * Without them, the first step makes its cell, or says why not. */
     rz__sbx cg;
     sbx_blank(&cg);
     bool early = helper && (sb.cg_version <= 0 ||
                             cgroup_create(&cg, NULL, false) == RZ_OK);
-    if (cg.n_cg > 0)
-        cg_nudge();
     make_passwd(root ? RZ__SBX_UID : geteuid(), root ? RZ__SBX_UID : getegid());
     find_etc();
     build_seccomp();
@@ -1677,7 +1615,6 @@ static void probe(void)
     if (helper && uid_range() == 0) {
         sb.ok = try_helper(&cg, early);
         sb.helper = sb.ok;
-        nudge_end(!sb.ok);
         if (sb.ok)
             return;
         cells_drop_idle();   /* the one made ahead, if it was */
@@ -1686,7 +1623,6 @@ static void probe(void)
     } else {
         rz__sbx_started(&cg);
         ahead_drop(&cg);
-        nudge_end(true);
     }
     sb.ok = probe_bwrap(root);
 }

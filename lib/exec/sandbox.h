@@ -82,7 +82,7 @@ typedef struct rz__sbx_opts {
 typedef struct rz__sbx {
     int fds[RZ__SBX_MAX_FDS];  /* handed to bwrap as 3, 4, ... */
     size_t n_fds;
-    int procs[RZ__SBX_CG_MAX]; /* cgroup.procs the child joins */
+    int procs[RZ__SBX_CG_MAX]; /* where the child writes "0" to join (join_file) */
     char *cg[RZ__SBX_CG_MAX];  /* the step's cgroup folders */
     int cg_kind[RZ__SBX_CG_MAX]; /* v1: the controller of each */
     size_t n_cg;

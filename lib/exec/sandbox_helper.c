@@ -2645,8 +2645,7 @@ static int spare_take(const step *st)
 }
 
 /* A zygote: a process that sits in one cell's cgroups, so the steps it
- * starts are born there; moving a process into a cgroup v1 costs an RCU
- * grace period (milliseconds under load), a fork costs nothing of it. */
+ * starts are born there, with no cgroup work of their own. */
 static _Noreturn void serve(int s, int life, bool is_helper);
 static int32_t early_adopt(uint32_t uid, int *peer);
 
@@ -2853,8 +2852,8 @@ static _Noreturn void serve(int s, int life, bool is_helper)
 /* ---- the helper's side: the early zygote ----
  *
  * The first cell's zygote is forked before the helper builds its root, so
- * that its move into its cgroups (an RCU grace period on v1, 5-60 ms here
- * by load) runs beside the root's making and the runner's start. It waits
+ * that its move into its cgroups runs beside the root's making and the
+ * runner's start. It waits
  * in the host's mount namespace, running nothing, until the runner gives
  * it a uid ('Z'): then it enters the helper's (whose root is built by
  * then) and becomes a cell's zygote as make_zygote's child does. The

@@ -66,7 +66,7 @@ typedef struct rz__sbx_launch {
                                       most bytes of a file, of all */
     struct rlimit fsize, nofile, as, cpu;
     bool limit_as, limit_cpu;
-    const int *cg_procs;       /* cgroup.procs the step joins */
+    const int *cg_procs;       /* where the step writes "0" to join */
     size_t n_cg;
     /* The sandbox's check first (NULL: none): the step's init runs this
      * program ("/bin/true"), no arguments, in the step's namespaces and
@@ -88,10 +88,9 @@ typedef struct rz__sbx_launch {
 /* Start the helper (once; later calls only update nothing): forked, not
  * waited for (rz__sbx_helper_ready; any other call here waits too). 0 or
  * -errno. `with_early`: before it builds its root, it forks the first cell's
- * zygote (see rz__sbx_helper_cell_early) into the cgroups whose
- * cgroup.procs are given (borrowed; none: a cell without cgroups), so
- * that its move there (an RCU grace period on cgroup v1) is under way
- * while the root is built. */
+ * zygote (see rz__sbx_helper_cell_early) into the cgroups whose join
+ * files (rz__sbx.procs) are given (borrowed; none: a cell without
+ * cgroups), so that its move there is made while the root is built. */
 RZ_HIDDEN int rz__sbx_helper_start(const rz__sbx_tmpl *t, bool with_early,
                                    const int *cg_procs, size_t n_cg);
 /* The helper started has built its root. 0 or -errno (then it is gone). */

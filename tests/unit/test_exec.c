@@ -2683,6 +2683,42 @@ static void test_hostile_init_and_cgroup_names(void **state)
     rz_proc_free(p);
 }
 
+/* A bubblewrap step's child joins its cgroups (cgroup v1) through their
+ * `tasks` file: a one-thread process moved by its thread, with no wait for
+ * the kernel's threadgroup lock (an RCU grace period a cgroup.procs move
+ * waits for, 8-16 ms). Each descriptor names the step's own folder. */
+static void test_hostile_cgroup_joined_by_thread(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available() || rz__sbx_helper_pid() > 0 ||
+        !rz__sandbox_has_cgroup() || access("/proc/self/fd", F_OK) != 0)
+        skip();
+    char scratch[300];
+    snprintf(scratch, sizeof scratch, "%s/join-XXXXXX", tmp_root);
+    assert_non_null(mkdtemp(scratch));
+    rz__sbx_opts o = { .scratch = scratch, .exe = "/bin/sh" };
+    rz__sbx s;
+    rz__argv a = { 0 };
+    assert_int_equal(rz__sbx_prepare(&s, &a, &o), RZ_OK);
+    assert_true(s.n_cg > 0);
+    for (size_t i = 0; i < s.n_cg; i++) {
+        char fd[64], target[PATH_MAX], want[PATH_MAX], v2[PATH_MAX];
+        snprintf(fd, sizeof fd, "/proc/self/fd/%d", s.procs[i]);
+        ssize_t n = readlink(fd, target, sizeof target - 1);
+        assert_true(n > 0);
+        target[n] = '\0';
+        snprintf(v2, sizeof v2, "%s/cgroup.controllers", s.cg[i]);
+        snprintf(want, sizeof want, "%s/%s", s.cg[i],
+                 access(v2, F_OK) == 0 ? "cgroup.procs" : "tasks");
+        assert_string_equal(target, want);
+    }
+    rz__sbx_started(&s);
+    rz__sbx_report r;
+    rz__sbx_finish(&s, &r);
+    rz__argv_free(&a);
+    assert_int_equal(rmdir(scratch), 0);
+}
+
 /* A kept folder in the protocol's layout, its top (or in/) handed to a
  * step uid, is not reused by a root runner: only the runner's own are. */
 static void test_scratch_reuse_refuses_step_owned(void **state)
@@ -3964,6 +4000,7 @@ static const struct CMUnitTest helper_tests[] = {
     T(test_sandbox_net_setting),
     T(test_sandbox_cell_net_etc_apart),
     T(test_hostile_init_and_cgroup_names),
+    T(test_hostile_cgroup_joined_by_thread),
     T(test_scratch_reuse_refuses_step_owned),
     T(test_sandbox_new_cell_survives),
     T(test_sandbox_spare_init),
