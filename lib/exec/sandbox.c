@@ -1395,8 +1395,10 @@ static void cell_finish(rz__sbx *s, rz__sbx_report *r)
 /* ---- the probe ---- */
 
 /* The sandbox check's programs (see "the helper's check"): in a step's
- * sandbox, and in the helper's own step; tests set others. */
-static const char *check_in_step = "/bin/true", *check_alone = "/bin/true";
+ * sandbox (NULL: the helper's own, rz__sbx_true, in its root: it starts
+ * no libc; /bin/true where there is none), and in the helper's own step;
+ * tests set others. */
+static const char *check_in_step, *check_alone = "/bin/true";
 
 /* rz__sbx_test_probe_hold (tests only): where the probe stops once. */
 static int hold_where, hold_note = -1, hold_fd = -1;
@@ -1631,7 +1633,8 @@ static void probe(void)
  *
  * The probe runs no step of its own: the steps started through the
  * helper until one has passed ask their inits for the check
- * (rz__sbx_launch: `true` in the step's own sandbox, before the step), so
+ * (rz__sbx_launch: a program that exits 0, rz__sbx_true, in the step's own
+ * sandbox, before the step), so
  * the first step's start is the probe's last part. A check that fails
  * leaves its step unstarted; the probe's step (the check's program
  * through the helper, no cell, no limits, in a folder of its own that a
@@ -1649,13 +1652,17 @@ static pthread_mutex_t check_mu = PTHREAD_MUTEX_INITIALIZER;
 
 void rz__sbx_test_check_exe(const char *in_step, const char *alone)
 {
-    check_in_step = in_step ? in_step : "/bin/true";
+    check_in_step = in_step;
     check_alone = alone ? alone : "/bin/true";
 }
 
 const char *rz__sbx_check_exe(void)
 {
-    return atomic_load(&helper_checked) ? NULL : check_in_step;
+    if (atomic_load(&helper_checked))
+        return NULL;
+    if (check_in_step)
+        return check_in_step;
+    return rz__sbx_true_len ? RZ__SBX_TRUE_PATH : "/bin/true";
 }
 
 void rz__sbx_check_passed(void)

@@ -734,7 +734,7 @@ void rz__sbx_helper_cell_end(int zsock, pid_t *spare)
 
 /* A step's go socket. The step's init says hello on it first thing (the
  * kernel stamps the message with the init's pid as the runner sees it)
- * and execs nothing of the step (only the sandbox's check, `true`, which
+ * and execs nothing of the step (only the sandbox's check, which
  * ends with it) until the runner sends 'g', which it does only once
  * it holds the step's pid: so a step whose start answer was lost (its
  * starter died after the clone) never runs, with or without cgroups, and
@@ -1132,6 +1132,21 @@ static int build_etc(const rz__sbx_tmpl *t, const char *root,
                ? 0 : -1;
 }
 
+/* The check's program (rz__sbx_true) at RZ__SBX_TRUE_PATH in the root,
+ * root's and read-only as the rest of it; none where it was not built. */
+static int write_check_program(const char *root)
+{
+    if (rz__sbx_true_len == 0)
+        return 0;
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s%s", root, RZ__SBX_TRUE_PATH);
+    int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+    ssize_t w = fd >= 0 ? write(fd, rz__sbx_true, rz__sbx_true_len) : -1;
+    if (fd >= 0)
+        close(fd);
+    return w == (ssize_t)rz__sbx_true_len ? 0 : -1;
+}
+
 /* The root every step copies: a tmpfs with the system folders and /etc's
  * allow-list bound read-only, passwd/group, /dev; then pivot_root into it
  * so that no host mount is left in this namespace (a step's copy costs
@@ -1181,7 +1196,8 @@ static int build_root(const rz__sbx_tmpl *t)
         mount("rz-net", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
               "mode=0700,size=64k") != 0 ||
         build_etc(t, root, "/etc", false) != 0 ||
-        build_etc(t, root, "/.rz-net/etc", true) != 0 || make_dev(root) != 0)
+        build_etc(t, root, "/.rz-net/etc", true) != 0 || make_dev(root) != 0 ||
+        write_check_program(root) != 0)
         return -1;
     snprintf(p, sizeof p, "%s/.old", root);
     if (chdir(root) != 0 || syscall(SYS_pivot_root, ".", ".old") != 0 ||

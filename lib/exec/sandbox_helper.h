@@ -171,6 +171,13 @@ RZ_HIDDEN extern const unsigned char rz__sbx_program[];
 RZ_HIDDEN extern const size_t rz__sbx_program_len;
 RZ_HIDDEN int rz__sbx_helper_program(int argc, char **argv);
 
+/* The sandbox check's program (sandbox_true.c: exits 0, no libc, static;
+ * len 0 on architectures it is not built for), which the helper writes
+ * into its root at RZ__SBX_TRUE_PATH: the program a step's check runs. */
+RZ_HIDDEN extern const unsigned char rz__sbx_true[];
+RZ_HIDDEN extern const size_t rz__sbx_true_len;
+#define RZ__SBX_TRUE_PATH "/.rz-true"
+
 /* `path` is `dir` or below it. */
 /* The copy out of a step's RZ_OUTPUT_DIR (outdir.c): `from_dir` (taken,
  * closed) copied into `to_dir`, folders and regular files only (no link,

@@ -1,8 +1,9 @@
 /* The sandbox's first cell is made ahead, while the runner starts: once the
  * probe has seen the helper work, one cell (cgroups and their zygote)
  * exists before any step asked for one, and the first step runs in it, with
- * its own limits written then (the cell is made with none). Its own
- * executable: the probe runs once per process, and this must be the first. */
+ * its own limits written then (the cell is made with none); its check runs
+ * the helper's own program. Its own executable: the probe runs once per
+ * process, and this must be the first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -70,13 +71,51 @@ static void test_first_cell_made_ahead(void **state)
     rz_proc_free(p);
 }
 
+/* The first step's check (before any step: this runs first) is the
+ * helper's own program, which starts no libc: a static executable. */
+static void test_check_is_the_helpers_program(void **state)
+{
+    (void)state;
+    if (geteuid() != 0 || !rz_sandbox_available() || rz__sbx_helper_pid() <= 0 ||
+        rz__sbx_true_len == 0)
+        skip();
+    assert_string_equal(rz__sbx_check_exe(), RZ__SBX_TRUE_PATH);
+    const unsigned char *e = rz__sbx_true;
+    assert_true(rz__sbx_true_len > 64 && memcmp(e, "\177ELF", 4) == 0);
+    assert_int_equal(e[16], 2);   /* ET_EXEC: no interpreter, no loader */
+}
+
+/* After the first step passed its check, the program is in every step's
+ * root as the helper wrote it: root's, read-only, runs. */
+static void test_check_program_in_the_root(void **state)
+{
+    (void)state;
+    if (geteuid() != 0 || !rz_sandbox_available() || rz__sbx_helper_pid() <= 0 ||
+        rz__sbx_true_len == 0)
+        skip();
+    assert_null(rz__sbx_check_exe());   /* the first step passed it */
+    const char *const look[] = {
+        "sh", "-c", "p=" RZ__SBX_TRUE_PATH "; [ \"$(stat -c %u:%a $p)\" = 0:755 ]"
+        " && ! [ -w $p ] && $p && printf '{}'", NULL };
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    rz_proc *p = run_to_end(&o, look);
+    size_t len;
+    const char *log = rz_proc_log(p, &len);
+    if (rz_proc_exit_code(p) != 0)
+        fail_msg("exit %d: %.*s", rz_proc_exit_code(p), (int)len, log);
+    rz_proc_free(p);
+}
+
 int main(void)
 {
     snprintf(tmp_root, sizeof tmp_root, "/tmp/rz-test-ahead-XXXXXX");
     if (!mkdtemp(tmp_root))
         return 1;
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_check_is_the_helpers_program),
         cmocka_unit_test(test_first_cell_made_ahead),
+        cmocka_unit_test(test_check_program_in_the_root),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[128];
