@@ -47,7 +47,6 @@
 #define RZ__SBX_UID_LOCK_FILE "step-uids.lock"
 #define RZ__SBX_DEFAULT_MEMORY_MB 2048u
 #define RZ__SBX_DEFAULT_PIDS 512u
-#define RZ__SBX_DEFAULT_SCRATCH_MB 256u
 #define RZ__SBX_MAX_FDS 16
 #define RZ__SBX_CG_MAX 3           /* memory, pids, cpu (v1: one dir each) */
 

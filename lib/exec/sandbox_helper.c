@@ -2660,6 +2660,23 @@ static int spare_take(const step *st)
     return 0;
 }
 
+/* The early zygote's spare, made as soon as its cell is set up (its
+ * memory files, 'm', the probe's last message to it), not at its first
+ * request: the runner's first step comes after its own start-up (its
+ * first record), and finds the init made. Its /tmp has the default size
+ * (spare_main sizes it again for a step that asks another). */
+static bool early_spare;
+
+static void early_spare_make(int s, int life)
+{
+    if (!early_spare)
+        return;
+    early_spare = false;
+    if (!spare_mb)
+        spare_mb = RZ__SBX_DEFAULT_SCRATCH_MB;
+    make_spare(s, life);
+}
+
 /* A zygote: a process that sits in one cell's cgroups, so the steps it
  * starts are born there, with no cgroup work of their own. */
 static _Noreturn void serve(int s, int life, bool is_helper);
@@ -2811,6 +2828,7 @@ static _Noreturn void serve(int s, int life, bool is_helper)
         char kind = req.kind;
         if (kind == 'm' && !is_helper) {
             cell_memory_take(&st);   /* no answer */
+            early_spare_make(s, life);
             continue;
         }
         if (kind == 'f' && !is_helper) {
@@ -2900,6 +2918,7 @@ static _Noreturn void early_main(int ez, int life, const int *cg, size_t n)
     cell_uid = req.uid;
     if (cell_ids(req.uid, &tmpl) != 0 || drop_bset() != 0)
         _exit(1);
+    early_spare = true;
     serve(st.fds[1], life, false);
 }
 

@@ -45,6 +45,9 @@
 
 #include "common/internal.h"
 
+/* A step's scratch (and /tmp) tmpfs size when its options say none. */
+#define RZ__SBX_DEFAULT_SCRATCH_MB 256u
+
 /* What every step's root holds; borrowed for the life of the process. */
 typedef struct rz__sbx_tmpl {
     char *const *etc;          /* /etc entries bound read-only */

@@ -4,7 +4,10 @@
  * its own limits written then (the cell is made with none); its check runs
  * the helper's own program. Its own executable: the probe runs once per
  * process, and this must be the first. */
+#include <dirent.h>
+#include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -38,6 +41,41 @@ static rz_proc *run_to_end(rz_proc_opts *o, const char *const *argv)
     return p;
 }
 
+/* A child of ours named `comm` (the sandbox's processes are: CLONE_PARENT),
+ * waited for up to 10 s; its pid, or -1. */
+static pid_t child_named(const char *comm)
+{
+    uint64_t give_up = rz__now_ms() + 10000;
+    do {
+        DIR *d = opendir("/proc");
+        struct dirent *e;
+        pid_t found = -1;
+        while (d && found < 0 && (e = readdir(d))) {
+            char path[300], buf[512];
+            snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+            FILE *f = e->d_name[0] > '0' && e->d_name[0] <= '9' ? fopen(path, "re") : NULL;
+            size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+            if (f)
+                fclose(f);
+            buf[n] = '\0';
+            char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+            if (!open || !close || close < open)
+                continue;
+            *close = '\0';
+            int ppid = 0;
+            if (strcmp(open + 1, comm) == 0 && sscanf(close + 2, "%*c %d", &ppid) == 1 &&
+                ppid == getpid())
+                found = atoi(e->d_name);
+        }
+        if (d)
+            closedir(d);
+        if (found > 0)
+            return found;
+        usleep(10000);
+    } while (rz__now_ms() < give_up);
+    return -1;
+}
+
 static void test_first_cell_made_ahead(void **state)
 {
     (void)state;
@@ -48,6 +86,10 @@ static void test_first_cell_made_ahead(void **state)
     /* Waits for the one being made, as a step would. */
     size_t n = rz__sbx_cell_pids(before, 4);
     assert_int_equal(n, 1);
+    /* Its first step's init is made ahead too (a spare, the runner's
+     * child as every init), and that step takes it. */
+    pid_t spare = child_named("rz-step-init");
+    assert_true(spare > 0);
     /* The first step takes it, its memory cap written then: 256 MiB under
      * a 64 MiB cap is killed. */
     const char *const hog[] = { "python3", "-c", "b = bytearray(256 << 20)", NULL };
@@ -57,6 +99,7 @@ static void test_first_cell_made_ahead(void **state)
     rz_proc *p = run_to_end(&o, hog);
     assert_int_not_equal(rz_proc_exit_code(p), 0);
     rz_proc_free(p);
+    assert_true(kill(spare, 0) != 0 && errno == ESRCH);   /* it ran the step */
     /* No other cell was made for it (its own may have gone with the
      * kill: the OOM killer may take the zygote too). */
     n = rz__sbx_cell_pids(after, 4);
