@@ -2713,7 +2713,7 @@ static void test_hostile_cgroup_joined_by_thread(void **state)
         assert_string_equal(target, want);
     }
     rz__sbx_started(&s);
-    rz__sbx_report r;
+    rz__sbx_report r = { false, false };
     rz__sbx_finish(&s, &r);
     rz__argv_free(&a);
     assert_int_equal(rmdir(scratch), 0);
