@@ -1199,9 +1199,10 @@ static int cell_add(rz__sbx *s, const rz__sbx_opts *o, size_t *slot)
  * cgroups (with no limits: the first step's cell_take writes its own,
  * `known` false) before it starts the helper, which forks the cell's
  * zygote into them before it builds its root: the zygote's fork and
- * moves run beside the root's making and the runner's start. Once the helper is up the probe gives that
- * zygote the uid the first step's cell would have had (the lowest this
- * runner can take; the probe's step gets the next). */
+ * moves run beside the root's making and the runner's start. Once the
+ * helper is up the probe gives that zygote the uid the first step's cell
+ * would have had (the lowest this runner can take; the probe's step gets
+ * the next). */
 
 static void sbx_blank(rz__sbx *s)
 {
