@@ -8,10 +8,11 @@ alternates every run. Prints the median wall (spawn to wait4) with its
 quartiles, the runner's own CPU (wait4) and the ratio to make's median.
 --with-errors: the flow names a module that does not exist, so `flow run`
 fails as it reads it (exit 1; make is still given the good step), and
-prints how many /tmp/rz-probe-* folders the runs left.
+prints how many /tmp/rz-probe-* folders the runs left. --floor: BUILD's
+`--no-sandbox` run too, in the same rounds (what the sandbox adds).
 
 usage: bench/runner/one_step.py --base DIR [--build DIR] [-n ROUNDS] [--no-sandbox]
-                                [--with-errors]
+                                [--with-errors] [--floor]
 """
 import argparse
 import glob
@@ -46,6 +47,8 @@ def main():
     ap.add_argument("-n", type=int, default=60, help="rounds")
     ap.add_argument("--no-sandbox", action="store_true")
     ap.add_argument("--with-errors", action="store_true")
+    ap.add_argument("--floor", action="store_true",
+                    help="BUILD's --no-sandbox run too, in the same rounds")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="rz-one-step-")
     probes = set(glob.glob("/tmp/rz-probe-*"))
@@ -64,6 +67,8 @@ def main():
             tools[name] = ([os.path.join(os.path.abspath(build), "cli", "rhizos"), "flow",
                             "run", os.path.join(work, "flow.json"), "--jobs", "2",
                             "--modules", mods] + (["--no-sandbox"] if a.no_sandbox else []))
+        if a.floor and not a.no_sandbox:
+            tools["floor"] = tools["build"] + ["--no-sandbox"]
         tools["make"] = ["make", "-j2", "-s", "-f", os.path.join(work, "Makefile")]
         wall = {k: [] for k in tools}
         cpu = {k: [] for k in tools}
