@@ -117,6 +117,7 @@ static bool fresh_net;          /* a network namespace per step, none
 
 static _Noreturn void helper_main(int s, int life, bool with_early);
 static void helper_exec(int s, int life, bool with_early);
+static bool no_program;   /* rz__sbx_test_no_program */
 
 /* The early zygote no cell took, killed and reaped; caller holds mu. */
 static void early_reap_locked(void)
@@ -180,9 +181,57 @@ static void early_page(void)
         close(fd);
 }
 
-/* Caller holds mu. A helper forked (`starting`): its first answer comes
+/* The helper's program started with no copy of the runner made: a child
+ * that shares our memory (clone(CLONE_VM | CLONE_VFORK), as process.c's
+ * steps and posix_spawn) sets its descriptors and signals and execs it
+ * (helper_exec). A fork copied the runner's page tables, and that copy
+ * took copy-on-write faults and was torn down at its exec: ~0.5-0.9 ms of
+ * CPU, in series on a one-step run's start. We are suspended meanwhile and
+ * our signals blocked; the child sets its handlers before it unblocks any
+ * (none of ours may run in it, on our memory). Its pid, or -1 where the
+ * exec was refused (it has exited, reaped here): then the helper is forked
+ * as the runner's copy. */
+static volatile bool launch_refused;
+
+static int launch_main(void *arg)
+{
+    const int *a = arg;   /* s, life, with_early */
+    helper_exec(a[0], a[1], a[2] != 0);
+    launch_refused = true;   /* our parent reads it once we have exited */
+    _exit(127);
+}
+
+#define LAUNCH_STACK (64u << 10)
+
+static pid_t helper_launch(int s, int life, bool with_early)
+{
+    if (rz__sbx_program_len == 0 || no_program)
+        return -1;
+    void *stack = mmap(NULL, LAUNCH_STACK, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED)
+        return -1;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int a[3] = { s, life, with_early };
+    launch_refused = false;
+    pid_t pid = clone(launch_main, (char *)stack + LAUNCH_STACK,
+                      CLONE_VM | CLONE_VFORK | SIGCHLD, a);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    munmap(stack, LAUNCH_STACK);
+    if (pid > 0 && launch_refused) {
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        pid = -1;
+    }
+    return pid;
+}
+
+/* Caller holds mu. A helper started (`starting`): its first answer comes
  * once its root is built (helper_ready_locked). `with_early`: it forks
- * the first cell's zygote first, into early_cg's cgroups. */
+ * the first cell's zygote first, into early_cg's cgroups. Its program
+ * exec'd (helper_launch), or else the runner's copy forked. */
 static int helper_fork_locked(bool with_early)
 {
     int sv[2], life[2];
@@ -203,11 +252,12 @@ static int helper_fork_locked(bool with_early)
     int cp[2] = { -1, -1 };
     if (pipe2(cp, O_CLOEXEC | O_NONBLOCK) != 0)
         cp[0] = cp[1] = -1;
-    pid_t pid = fork();
+    pid_t pid = helper_launch(sv[1], life[0], with_early && early_seen);
+    if (pid < 0)
+        pid = fork();
     if (pid == 0) {
         close(sv[0]);
         close(life[1]);
-        helper_exec(sv[1], life[0], with_early && early_seen);   /* or: */
         (void)!write(cp[1], "c", 1);   /* before its first answer */
         helper_main(sv[1], life[0], with_early && early_seen);
     }
@@ -3177,8 +3227,10 @@ static void helper_exec(int s, int life, bool with_early)
     }
     int keep[MAX_FDS], own[5] = { s, life, t, prog,
                                   with_early ? early_seen_fd : -1 };
-    size_t n_keep = helper_fds(own, 5, with_early, keep);
+    /* Our handlers first: helper_fds unblocks every signal (and as
+     * helper_launch's child we share the runner's memory). */
     signals_of_runner();   /* exec keeps what is ignored */
+    size_t n_keep = helper_fds(own, 5, with_early, keep);
     char num[MAX_FDS][16], *argv[MAX_FDS + 4], *env[16];
     unsigned flags = (with_early ? PROG_EARLY : 0) |
                      (die_before_root ? PROG_DIE_BEFORE_ROOT : 0) |
