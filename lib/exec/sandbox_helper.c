@@ -201,7 +201,7 @@ static int launch_main(void *arg)
     _exit(127);
 }
 
-#define LAUNCH_STACK (64u << 10)
+#define LAUNCH_STACK (256u << 10)   /* as process.c's: touched as used */
 
 static pid_t helper_launch(int s, int life, bool with_early)
 {
@@ -2937,11 +2937,10 @@ static _Noreturn void serve(int s, int life, bool is_helper)
  *
  * The first cell's zygote is forked before the helper builds its root, so
  * that its move into its cgroups runs beside the root's making and the
- * runner's start. It waits
- * in the host's mount namespace, running nothing, until the runner gives
- * it a uid ('Z'): then it enters the helper's (whose root is built by
- * then) and becomes a cell's zygote as make_zygote's child does. The
- * runner reaps it if no cell takes it. */
+ * runner's start. It waits in the host's mount namespace, running
+ * nothing, until the runner gives it a uid ('Z'): then it enters the
+ * helper's (whose root is built by then) and becomes a cell's zygote as
+ * make_zygote's child does. The runner reaps it if no cell takes it. */
 
 static int early_sock = -1;   /* the helper's, to it, until taken */
 static pid_t early_pid = -1;
@@ -3212,7 +3211,8 @@ static void program_env(char **env, size_t cap)
 
 /* Exec the program, if it can be: it goes on as helper_main would, with
  * the same descriptors, named in its arguments (rz__sbx_helper_program).
- * Returns if not. */
+ * Returns if not (helper_launch's child, which then exits). It writes our
+ * memory only where the runner never reads (signals_of_runner's list). */
 static void helper_exec(int s, int life, bool with_early)
 {
     if (rz__sbx_program_len == 0 || no_program)
@@ -3249,10 +3249,6 @@ static void helper_exec(int s, int life, bool with_early)
     argv[n] = NULL;
     program_env(env, sizeof env / sizeof *env);
     fexecve(prog, argv, env);
-    /* Refused: the copy goes on, its descriptors close-on-exec again (a
-     * step's exec must not inherit them). */
-    for (size_t i = 0; i < n_keep; i++)
-        fcntl(keep[i], F_SETFD, FD_CLOEXEC);
 }
 
 /* The program's template (tmpl_fd's memfd, closed); 0 or -1. */
