@@ -33,6 +33,7 @@ int auth_open(orch *o)
 
 void auth_close(orch *o)
 {
+    keycache_clear(o);
     rz_auth_close(o->auth);
     o->auth = NULL;
     rz_auth_throttle_free(o->throttle);
@@ -88,7 +89,7 @@ bool auth_is_metrics_key(orch *o, const char *key)
 
 int auth_lookup(orch *o, const char *key, principal *out)
 {
-    return rz_auth_key_lookup(o->auth, key, out);
+    return keycache_lookup(o, key, out);
 }
 
 /* Whom the throttle counts: an IPv6 client by its /64 (one host is
@@ -183,7 +184,15 @@ int auth_put_key(orch *o, const char *key, const principal *p)
 {
     auth_settle(o);   /* between passes: durable on its own */
     int rc = rz_auth_key_put(o->auth, key, p);
+    keycache_clear(o);   /* a key that named another principal */
     return rc == RZ_OK ? rc : say(rc, "write");
+}
+
+int auth_bind_node(orch *o, const unsigned char ed25519[32], uint64_t node,
+                   const char *x25519_hex, const char *token, rz_ledger_id account)
+{
+    keycache_clear(o);   /* the node's last token is refused from now on */
+    return rz_auth_identity_bind(o->auth, ed25519, node, x25519_hex, token, account);
 }
 
 int auth_node_pk(orch *o, uint64_t node, unsigned char pk[32])

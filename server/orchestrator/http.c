@@ -492,23 +492,17 @@ bool param_account(req *q, int i, rz_ledger_id *out)
 bool query_get(req *q, const char *name, const char **value)
 {
     *value = NULL;
-    if (!q->query) {
+    if (!q->query_parsed) {
         const char *s = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(q->r));
         if (!s)
             return true;
-        struct evkeyvalq *qs = malloc(sizeof *qs);
-        if (!qs) {
-            reply_error(q, RZ_ENOMEM, "out of memory");
-            return false;
-        }
-        if (evhttp_parse_query_str(s, qs) != 0) {
-            free(qs);
+        if (evhttp_parse_query_str(s, &q->query) != 0) {
             reply_error(q, RZ_EINVAL, "malformed query string");
             return false;
         }
-        q->query = qs;
+        q->query_parsed = true;
     }
-    *value = evhttp_find_header(q->query, name);
+    *value = evhttp_find_header(&q->query, name);
     return true;
 }
 
@@ -837,10 +831,9 @@ void orch_request_done(req *q)
         reply_error(q, RZ_EINTERNAL, "no reply");
     cJSON_Delete(q->body);
     q->body = NULL;
-    if (q->query)
-        evhttp_clear_headers(q->query);
-    free(q->query);
-    q->query = NULL;
+    if (q->query_parsed)
+        evhttp_clear_headers(&q->query);
+    q->query_parsed = false;
     if (q->route != (int)N_ROUTES && strcmp(q->method, "GET") != 0 &&
         strcmp(q->method, "HEAD") != 0) {
         o->changed = true;

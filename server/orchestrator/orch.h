@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 
 #include "rhizos/rhizos.h"
 #include "httpconn.h"
@@ -165,6 +166,14 @@ typedef struct stop_list { stop_item *v; size_t n, cap; } stop_list;
 #define ORCH_LAT_BUCKETS 11
 extern const double orch_lat_bounds[ORCH_LAT_BUCKETS];
 
+/* An API key looked up (keycache.c): a keyed hash of it, whom it names. */
+typedef struct orch_key_slot {
+    unsigned char hash[32];
+    principal who;
+    bool used;
+} orch_key_slot;
+#define ORCH_KEY_SLOTS 64
+
 typedef struct orch {
     orch_opts opts;
     struct event_base *base;
@@ -195,6 +204,11 @@ typedef struct orch {
 
     rz_auth *auth;           /* DATA/auth, and the admin key's hash */
     rz_auth_throttle *throttle;   /* wrong keys per address and per key */
+    struct {                 /* keys found in the auth store (keycache.c) */
+        orch_key_slot slot[ORCH_KEY_SLOTS];
+        unsigned char salt[32];
+        bool salted;
+    } keys;
     unsigned char pk[RZ_VAULT_NODE_PK_BYTES];
     unsigned char *sk;       /* sodium_malloc'd */
 
@@ -302,7 +316,11 @@ typedef struct req {
     uint64_t audit_of;       /* its audit begin record; 0: not audited */
     int route;               /* its index in the route table; -1: none */
     uint64_t t0_ns;          /* when it arrived (CLOCK_MONOTONIC) */
-    struct evkeyvalq *query; /* its query string once parsed (query_get) */
+    /* Its query string, parsed by the first query_get (query_parsed).
+     * Unparsed, the head is not initialized, and a copy of the request
+     * (a held audited call's) is whole: parse only where it stays. */
+    struct evkeyvalq query;
+    bool query_parsed;
 } req;
 
 /* ---- tls.c ---- */
@@ -452,6 +470,12 @@ extern bool auth_timers_in_pass;
 int auth_check_admin(const char *key, const char *from);
 int auth_set_admin(orch *o, const char *key, const char *from);
 int auth_lookup(orch *o, const char *key, principal *out);
+/* ---- keycache.c: whom a key names, kept between its requests ---- */
+/* auth_lookup's answer: from the cache, else the store (a found client or
+ * node key is kept). */
+int keycache_lookup(orch *o, const char *key, principal *out);
+/* Forget every key (wiped): before any key is written, and at close. */
+void keycache_clear(orch *o);
 /* Seconds `client` (an address; IPv6 counted by its /64) must wait before
  * trying `key` (0: may try now); a failure to count with auth_failed. */
 unsigned auth_wait_s(orch *o, const char *client, const char *key);
@@ -459,6 +483,9 @@ void auth_failed(orch *o, const char *client, const char *key);
 /* A fresh random key "<prefix><64 hex>" (buf >= 70 bytes). */
 void auth_new_key(const char *prefix, char *buf, size_t cap);
 int auth_put_key(orch *o, const char *key, const principal *p);
+/* rz_auth_identity_bind: the node's fresh token, its last one revoked. */
+int auth_bind_node(orch *o, const unsigned char ed25519[32], uint64_t node,
+                   const char *x25519_hex, const char *token, rz_ledger_id account);
 int auth_node_pk(orch *o, uint64_t node, unsigned char pk[32]);
 int auth_put_account(orch *o, rz_ledger_id id, const char *name,
                      const char *wallet);

@@ -352,7 +352,7 @@ void r_node_register(req *q)
     char token[80];
     rz_ledger_id account = rz_engine_node_account(id);
     auth_new_key("rzn_", token, sizeof token);
-    int rc = rz_auth_identity_bind(o->auth, ed, id, p.x25519_hex, token, account);
+    int rc = auth_bind_node(o, ed, id, p.x25519_hex, token, account);
     if (rc != RZ_OK) {
         if (fresh)   /* the node exists without a way in; take it out again */
             (void)!rz_engine_node_deregister(o->e, id, orch_now_ms());
