@@ -754,9 +754,9 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 }
 
 /* The loop, with epoll's changes to a descriptor's events merged until
- * its next wait: a request read, answered and written changed its
+ * its next wait: a request read, answered and written changes its
  * connection's registration four times (read off, read on, write on, write
- * off), and a status stream's chunk twice; about half of those calls go.
+ * off), and a status stream's chunk twice; merged, about half the calls.
  * The flag's one caveat, a watched descriptor dup()ed, does not arise: no
  * descriptor the loop watches is. */
 static struct event_base *loop_new(void)
