@@ -40,7 +40,7 @@ typedef struct step_rt {
     uint64_t due_ms;       /* BACKOFF: retry time; RUNNING: deadline */
     bool has_deadline;     /* RUNNING with a timeout */
     bool in_ready;         /* listed in run->ready */
-    bool in_timed;         /* listed in run->timed */
+    size_t timed_at;       /* 1 + its place in the run->timed heap, 0 none */
     unsigned char in_changed;   /* bit k: listed in run->changed[k] */
     char *error;           /* failure or skip reason, or NULL */
     char *log;             /* stderr tail of the last attempt, or NULL */
@@ -105,7 +105,8 @@ struct rz_run {
     size_t *ready; size_t n_ready;
     size_t ready_head;          /* ready[0, ready_head) dropped: not listed */
     size_t n_ready_live;        /* listed entries that are READY */
-    size_t *timed; size_t n_timed;
+    size_t *timed; size_t n_timed;   /* a min-heap by (due_ms, task) of
+                                        the tasks timed_live holds */
     size_t *stack;              /* settle propagation, n slots */
     size_t *scratch;            /* tick's expired steps, n slots */
     /* Steps whose state changed since rz__run_take_changes last took them
@@ -358,6 +359,87 @@ static int eval_value(const rz_run *r, const cJSON *v, cJSON **out)
     return RZ_OK;
 }
 
+/* ---- Deadlines ------------------------------------------------------------ */
+
+/* The tasks with a time to keep (a retry's, a deadline) are a binary min-heap
+ * by (due_ms, task), kept exact as states and times change (timed_sync): the
+ * next wake-up is its top, and a tick or sweep takes only the entries due,
+ * in that order, so a pass costs O(log n) a change, not O(tasks timed). */
+static bool timed_live(const step_rt *s)
+{
+    return s->state == RZ_STEP_BACKOFF ||
+           (s->state == RZ_STEP_RUNNING && s->has_deadline);
+}
+
+static bool timed_before(const rz_run *r, size_t a, size_t b)
+{
+    uint64_t x = r->st[a].due_ms, y = r->st[b].due_ms;
+    return x < y || (x == y && a < b);
+}
+
+static void timed_put(rz_run *r, size_t pos, size_t i)
+{
+    r->timed[pos] = i;
+    r->st[i].timed_at = pos + 1;
+}
+
+/* Task i, at heap place pos, moved to where its key puts it. */
+static void timed_fix(rz_run *r, size_t pos)
+{
+    size_t i = r->timed[pos];
+    while (pos > 0 && timed_before(r, i, r->timed[(pos - 1) / 2])) {
+        timed_put(r, pos, r->timed[(pos - 1) / 2]);
+        pos = (pos - 1) / 2;
+    }
+    for (size_t c; (c = 2 * pos + 1) < r->n_timed; pos = c) {
+        if (c + 1 < r->n_timed && timed_before(r, r->timed[c + 1], r->timed[c]))
+            c++;
+        if (!timed_before(r, r->timed[c], i))
+            break;
+        timed_put(r, pos, r->timed[c]);
+    }
+    timed_put(r, pos, i);
+}
+
+static void timed_remove(rz_run *r, size_t i)
+{
+    size_t pos = r->st[i].timed_at - 1, last = r->timed[--r->n_timed];
+    r->st[i].timed_at = 0;
+    if (pos < r->n_timed) {
+        r->timed[pos] = last;
+        timed_fix(r, pos);
+    }
+}
+
+/* Task i in the heap, at its due_ms's place, exactly while timed_live:
+ * called after every change of its state, deadline or due_ms. */
+static void timed_sync(rz_run *r, size_t i)
+{
+    step_rt *s = &r->st[i];
+    if (!timed_live(s)) {
+        if (s->timed_at)
+            timed_remove(r, i);
+        return;
+    }
+    if (!s->timed_at)
+        r->timed[r->n_timed++] = i;
+    timed_fix(r, s->timed_at ? s->timed_at - 1 : r->n_timed - 1);
+}
+
+/* The tasks due by now_ms taken out of the heap into r->scratch, earliest
+ * first; the caller acts on them and then hands each to timed_sync, which
+ * puts back those still timed. Returns how many. */
+static size_t timed_take_due(rz_run *r, uint64_t now_ms)
+{
+    size_t n = 0;
+    while (r->n_timed && r->st[r->timed[0]].due_ms <= now_ms) {
+        size_t i = r->timed[0];
+        timed_remove(r, i);
+        r->scratch[n++] = i;
+    }
+    return n;
+}
+
 /* ---- Work lists ----------------------------------------------------------- */
 
 /* Every change of a step's state goes through here. */
@@ -373,6 +455,7 @@ static void set_state(rz_run *r, size_t i, rz_step_state st)
             r->st[i].in_changed |= (unsigned char)(1u << k);
             r->changed[k][r->n_changed[k]++] = i;
         }
+    timed_sync(r, i);
 }
 
 /* The dropped head of the ready list given back. */
@@ -396,19 +479,6 @@ static void push_ready(rz_run *r, size_t i)
     }
 }
 
-static void push_timed(rz_run *r, size_t i)
-{
-    if (!r->st[i].in_timed) {
-        r->st[i].in_timed = true;
-        r->timed[r->n_timed++] = i;
-    }
-}
-
-static bool timed_live(const step_rt *s)
-{
-    return s->state == RZ_STEP_BACKOFF ||
-           (s->state == RZ_STEP_RUNNING && s->has_deadline);
-}
 
 /* ---- Settling ------------------------------------------------------------- */
 
@@ -1273,7 +1343,7 @@ static void step_failed_as(rz_run *r, size_t i, char *reason, uint64_t now_ms,
     if (again && !r->cancelled && s->attempts < max) {
         set_state(r, i, RZ_STEP_BACKOFF);
         s->due_ms = add_sat(now_ms, backoff_delay(st, s->attempts));
-        push_timed(r, i);
+        timed_sync(r, i);
         return;
     }
     /* A step stopped because the run was cancelled did not fail. */
@@ -1622,21 +1692,15 @@ static int wrong_state(const rz_run *r, size_t step, const char *op)
                      step_of(r, step)->id, rz_step_state_name(r->st[step].state));
 }
 
-/* Promote due retries, drop stale entries. */
+/* Promote due retries, earliest first. */
 static void sweep_timed(rz_run *r, uint64_t now_ms)
 {
-    size_t w = 0;
-    for (size_t k = 0; k < r->n_timed; k++) {
-        size_t i = r->timed[k];
-        step_rt *s = &r->st[i];
-        if (s->state == RZ_STEP_BACKOFF && s->due_ms <= now_ms)
-            push_ready(r, i);
-        if (timed_live(s))
-            r->timed[w++] = i;
-        else
-            s->in_timed = false;
-    }
-    r->n_timed = w;
+    size_t n = timed_take_due(r, now_ms);
+    for (size_t k = 0; k < n; k++)
+        if (r->st[r->scratch[k]].state == RZ_STEP_BACKOFF)
+            push_ready(r, r->scratch[k]);
+    for (size_t k = 0; k < n; k++)
+        timed_sync(r, r->scratch[k]);   /* a deadline the tick has yet to see */
 }
 
 /* Drop every listed entry whose state moved on, keeping the order. */
@@ -1704,10 +1768,9 @@ int rz_run_start(rz_run *run, size_t step, uint64_t now_ms)
     }
     uint32_t t = timeout_s(step_of(run, step));
     s->has_deadline = t > 0;
-    if (t) {
+    if (t)
         s->due_ms = add_sat(now_ms, (uint64_t)t * 1000u);
-        push_timed(run, step);
-    }
+    timed_sync(run, step);
     if (running_service(run, step) && !step_of(run, step)->ready_line &&
         !s->told)
         tell(run, step);   /* no readiness to wait for */
@@ -1858,31 +1921,26 @@ size_t rz_run_tick(rz_run *run, uint64_t now_ms, size_t *expired, size_t cap)
 {
     if (!run)
         return 0;
-    /* Collect first: failing a step may add to the lists being walked. */
-    size_t n = 0;
-    for (size_t k = 0; k < run->n_timed; k++) {
-        size_t i = run->timed[k];
-        if (due(&run->st[i], now_ms))
-            run->scratch[n++] = i;
-    }
-    for (size_t k = 0; k < n; k++) {
+    /* Taken out first, earliest deadline first: failing a step may time
+     * others (a retry's backoff). Retries due stay for rz_run_ready. */
+    size_t taken = timed_take_due(run, now_ms), n = 0;
+    for (size_t k = 0; k < taken; k++) {
         size_t i = run->scratch[k];
-        if (expired && k < cap)
-            expired[k] = i;
+        if (!due(&run->st[i], now_ms))
+            continue;
+        if (expired && n < cap)
+            expired[n] = i;
+        n++;
         step_failed(run, i, timeout_reason(run, i, NULL), now_ms);
     }
+    for (size_t k = 0; k < taken; k++)
+        timed_sync(run, run->scratch[k]);
     return n;
 }
 
 uint64_t rz_run_next_wakeup(const rz_run *run)
 {
-    uint64_t t = UINT64_MAX;
-    for (size_t k = 0; run && k < run->n_timed; k++) {
-        const step_rt *s = &run->st[run->timed[k]];
-        if (timed_live(s) && s->due_ms < t)
-            t = s->due_ms;
-    }
-    return t;
+    return run && run->n_timed ? run->st[run->timed[0]].due_ms : UINT64_MAX;
 }
 
 int rz_run_cancel(rz_run *run, uint64_t now_ms)

@@ -234,6 +234,218 @@ static void test_ready_list_matches_states(void **state)
     free(src);
 }
 
+/* ---- deadlines: earliest first, against a model ---- */
+
+/* A tick fails the steps past their deadlines earliest deadline first (then
+ * by step), whatever order they started in. */
+static void test_timeouts_earliest_first(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: order\nsteps:\n"
+                      "  a: {module: noop, timeout_s: 9}\n"
+                      "  b: {module: noop, timeout_s: 2}\n"
+                      "  c: {module: noop, timeout_s: 5}\n"
+                      "  d: {module: noop, timeout_s: 2}\n");
+    rz_run *r = start_run(f, NULL);
+    size_t a = S(r, "a"), b = S(r, "b"), c = S(r, "c"), d = S(r, "d");
+    assert_int_equal(rz_run_start(r, a, 0), RZ_OK);
+    assert_int_equal(rz_run_start(r, d, 100), RZ_OK);
+    assert_int_equal(rz_run_start(r, c, 0), RZ_OK);
+    assert_int_equal(rz_run_start(r, b, 100), RZ_OK);
+    assert_int_equal(rz_run_next_wakeup(r), 2100);
+    size_t exp[4];
+    assert_int_equal(rz_run_tick(r, 99999, exp, 4), 4);
+    assert_int_equal(exp[0], b);   /* 2100, the lower step of the two */
+    assert_int_equal(exp[1], d);   /* 2100 */
+    assert_int_equal(exp[2], c);   /* 5000 */
+    assert_int_equal(exp[3], a);   /* 9000 */
+    assert_int_equal(rz_run_next_wakeup(r), UINT64_MAX);
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+/* Retries due together are made ready earliest first (then by step),
+ * whatever order their steps failed in. */
+static void test_retries_ready_earliest_first(void **state)
+{
+    (void)state;
+    rz_flow *f = yaml("flux: 1\nname: order\nsteps:\n"
+                      "  a:\n    module: noop\n    retry: {max_attempts: 2, initial_ms: 300}\n"
+                      "  b:\n    module: noop\n    retry: {max_attempts: 2, initial_ms: 100}\n"
+                      "  c:\n    module: noop\n    retry: {max_attempts: 2, initial_ms: 200}\n"
+                      "  d:\n    module: noop\n    retry: {max_attempts: 2, initial_ms: 100}\n");
+    rz_run *r = start_run(f, NULL);
+    assert_string_equal(ready_ids(r, 0), "a,b,c,d");
+    const char *order[] = {"a", "d", "c", "b"};
+    for (size_t k = 0; k < 4; k++)
+        assert_int_equal(rz_run_start(r, S(r, order[k]), 0), RZ_OK);
+    assert_string_equal(ready_ids(r, 0), "");
+    for (size_t k = 0; k < 4; k++)
+        assert_int_equal(rz_run_fail(r, S(r, order[k]), "boom", 10), RZ_OK);
+    assert_int_equal(rz_run_next_wakeup(r), 110);
+    assert_string_equal(ready_ids(r, 5000), "b,d,c,a");
+    rz_run_free(r);
+    rz_flow_free(f);
+}
+
+/* What the test knows of step i: its timeout and backoff are set by i. */
+typedef struct {
+    rz_step_state st;
+    uint32_t attempts;
+    uint64_t due;
+} model_step;
+
+enum { DL_N = 300, DL_MAX_ATTEMPTS = 3 };
+
+static uint32_t dl_timeout_s(size_t i) { return (uint32_t)(i % 4); }   /* 0: none */
+static uint64_t dl_backoff_ms(size_t i) { return 40 * (i % 6); }
+
+static bool dl_timed(const model_step *m)
+{
+    return m->st == RZ_STEP_BACKOFF || (m->st == RZ_STEP_RUNNING && m->due);
+}
+
+/* The next wake-up as a walk of every step would find it. */
+static uint64_t dl_scan_min(const model_step *m)
+{
+    uint64_t t = UINT64_MAX;
+    for (size_t i = 0; i < DL_N; i++)
+        if (dl_timed(&m[i]) && m[i].due < t)
+            t = m[i].due;
+    return t;
+}
+
+/* Steps in `want` (n) whose state is `st`, due by now, earliest first. */
+static size_t dl_due(const model_step *m, rz_step_state st, uint64_t now, size_t *want)
+{
+    size_t n = 0;
+    for (uint64_t t = 0; ; ) {   /* by due time, then by step */
+        uint64_t next = UINT64_MAX;
+        for (size_t i = 0; i < DL_N; i++) {
+            if (m[i].st != st || !dl_timed(&m[i]) || m[i].due > now)
+                continue;
+            if (m[i].due == t)
+                want[n++] = i;
+            else if (m[i].due > t && m[i].due < next)
+                next = m[i].due;
+        }
+        if (next == UINT64_MAX)
+            return n;
+        t = next;
+    }
+}
+
+static void dl_failed(model_step *m, size_t i, uint64_t now)
+{
+    bool again = m[i].attempts < DL_MAX_ATTEMPTS;
+    m[i].st = again ? RZ_STEP_BACKOFF : RZ_STEP_FAILED;
+    m[i].due = again ? now + dl_backoff_ms(i) : 0;
+}
+
+static int by_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* rz_run_ready: the steps left ready and the retries due. (Where a retry
+ * lands in the list depends on the list's lazy drops: a set here.) */
+static void dl_sweep(rz_run *r, model_step *m, size_t *ready, size_t *n_ready,
+                     uint64_t now)
+{
+    size_t got[DL_N], want[DL_N];
+    *n_ready += dl_due(m, RZ_STEP_BACKOFF, now, ready + *n_ready);
+    for (size_t k = 0; k < *n_ready; k++)
+        m[ready[k]].st = RZ_STEP_READY;
+    assert_int_equal(rz_run_ready(r, now, got, DL_N), *n_ready);
+    memcpy(want, ready, *n_ready * sizeof *want);
+    qsort(want, *n_ready, sizeof *want, by_size);
+    qsort(got, *n_ready, sizeof *got, by_size);
+    for (size_t k = 0; k < *n_ready; k++)
+        assert_int_equal(got[k], want[k]);
+}
+
+static void dl_tick(rz_run *r, model_step *m, uint64_t now)
+{
+    size_t want[DL_N], got[DL_N];
+    size_t n = dl_due(m, RZ_STEP_RUNNING, now, want);
+    assert_int_equal(rz_run_tick(r, now, got, DL_N), n);
+    for (size_t k = 0; k < n; k++) {
+        assert_int_equal(got[k], want[k]);
+        dl_failed(m, want[k], now);
+    }
+}
+
+/* One random step of the test's: start, finish, or move time on. */
+static void dl_turn(rz_run *r, model_step *m, size_t *ready, size_t *n_ready,
+                    uint64_t now, unsigned pick)
+{
+    if (*n_ready && pick % 3 == 0) {   /* start a ready one */
+        size_t k = (pick >> 4) % *n_ready, i = ready[k];
+        memmove(ready + k, ready + k + 1, (--*n_ready - k) * sizeof *ready);
+        assert_int_equal(rz_run_start(r, i, now), RZ_OK);
+        m[i].st = RZ_STEP_RUNNING;
+        m[i].attempts++;
+        m[i].due = dl_timeout_s(i) ? now + dl_timeout_s(i) * 1000u : 0;
+        return;
+    }
+    size_t i = (pick >> 4) % DL_N;
+    if (m[i].st != RZ_STEP_RUNNING || pick % 3 == 2)
+        return;
+    if ((pick >> 16) % 3 == 0) {
+        assert_int_equal(rz_run_succeed(r, i, "{}", now), RZ_OK);
+        m[i].st = RZ_STEP_SUCCEEDED;
+    } else {
+        assert_int_equal(rz_run_fail(r, i, "boom", now), RZ_OK);
+        dl_failed(m, i, now);
+    }
+}
+
+/* Many deadlines and retries at once, with ties: the next wake-up is what a
+ * walk of every step finds, a tick fails exactly the steps past their
+ * deadlines and a sweep makes ready exactly the retries due, both earliest
+ * first (then by step); every state as the model has it. */
+static void test_deadlines_match_a_scan(void **state)
+{
+    (void)state;
+    char *src = malloc(DL_N * 160 + 64);
+    assert_non_null(src);
+    size_t len = (size_t)sprintf(src, "flux: 1\nname: deadlines\nsteps:\n");
+    for (size_t i = 0; i < DL_N; i++)
+        len += (size_t)sprintf(src + len, "  s%03zu:\n    module: noop\n"
+                               "    on_failure: continue\n    timeout_s: %u\n"
+                               "    retry: {max_attempts: %d, backoff: fixed, "
+                               "initial_ms: %llu}\n", i, dl_timeout_s(i),
+                               DL_MAX_ATTEMPTS, (unsigned long long)dl_backoff_ms(i));
+    rz_flow *f = yaml(src);
+    rz_run *r = start_run(f, NULL);
+    model_step m[DL_N] = {{0}};
+    size_t ready[DL_N], n_ready = DL_N;
+    for (size_t i = 0; i < DL_N; i++) {
+        assert_int_equal(S(r, rz_flow_step_id(f, i)), i);
+        ready[i] = i;
+        m[i].st = RZ_STEP_READY;
+    }
+    uint64_t now = 0, seed = 22;
+    for (int turn = 0; !rz_run_done(r) && turn < 40000; turn++) {
+        seed = seed * 6364136223846793005u + 1442695040888963407u;
+        unsigned pick = (unsigned)(seed >> 33);
+        dl_turn(r, m, ready, &n_ready, now, pick);
+        assert_int_equal(rz_run_next_wakeup(r), dl_scan_min(m));
+        now += (pick >> 20) % 5 == 0 ? (pick >> 8) % 1700 : 0;
+        if ((pick >> 24) % 4 == 0)
+            dl_tick(r, m, now);
+        dl_sweep(r, m, ready, &n_ready, now);
+        assert_int_equal(rz_run_next_wakeup(r), dl_scan_min(m));
+        for (size_t i = 0; i < DL_N; i++)
+            assert_int_equal(rz_run_step_state(r, i), m[i].st);
+    }
+    assert_true(rz_run_done(r));
+    rz_run_free(r);
+    rz_flow_free(f);
+    free(src);
+}
+
 static void test_names_and_defaults(void **state)
 {
     (void)state;
@@ -2173,6 +2385,9 @@ int main(void)
         cmocka_unit_test(test_timeout),
         cmocka_unit_test(test_expire_one),
         cmocka_unit_test(test_module_timeout),
+        cmocka_unit_test(test_timeouts_earliest_first),
+        cmocka_unit_test(test_retries_ready_earliest_first),
+        cmocka_unit_test(test_deadlines_match_a_scan),
         cmocka_unit_test(test_when_false_skips_downstream),
         cmocka_unit_test(test_when_true_and_inputs),
         cmocka_unit_test(test_skip_long_chain),
