@@ -759,8 +759,12 @@ RZ_HIDDEN void rz__verify_outcome(rz_engine *e, uint64_t node, rz__outcome o);
 RZ_HIDDEN void rz__verify_tick(rz_engine *e);
 /* The earliest outstanding challenge deadline + 1 (UINT64_MAX: none). */
 RZ_HIDDEN uint64_t rz__verify_next(const rz_engine *e);
-/* The node record's verification members (store.c). */
-RZ_HIDDEN bool rz__verify_save(struct cJSON *rec, const rz__enode *n);
+/* The node record's verification members (store.c prints them as
+ * decimal strings): their keys and values, RZ__VERIFY_FIELDS of each. */
+#define RZ__VERIFY_FIELDS 9
+RZ_HIDDEN size_t rz__verify_fields(const rz__enode *n,
+                                   const char *keys[RZ__VERIFY_FIELDS],
+                                   uint64_t vals[RZ__VERIFY_FIELDS]);
 RZ_HIDDEN int rz__verify_load(rz_engine *e, rz__enode *n,
                               const struct cJSON *rec);
 

@@ -118,13 +118,6 @@ void rz__verify_rejoin(rz_engine *e, rz__enode *n, rz_caps *caps, uint64_t now)
 
 /* ---- The record in the node's stored JSON ---- */
 
-static bool put_u64(cJSON *o, const char *k, uint64_t v)
-{
-    char b[24];
-    snprintf(b, sizeof b, "%" PRIu64, v);
-    return cJSON_AddStringToObject(o, k, b) != NULL;
-}
-
 static uint64_t take_u64(const cJSON *o, const char *k, bool *found)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -146,14 +139,21 @@ static uint64_t *rec_field(rz_engine_record *r, size_t i)
     return f[i];
 }
 
-bool rz__verify_save(cJSON *rec, const rz__enode *n)
+size_t rz__verify_fields(const rz__enode *n,
+                         const char *keys[RZ__VERIFY_FIELDS],
+                         uint64_t vals[RZ__VERIFY_FIELDS])
 {
     rz_engine_record r = n->rec;
-    bool ok = true;
-    for (size_t i = 0; i < sizeof rec_keys / sizeof *rec_keys; i++)
-        ok = ok && put_u64(rec, rec_keys[i], *rec_field(&r, i));
-    return ok && put_u64(rec, "unverified", n->unverified) &&
-           put_u64(rec, "ch_seq", n->ch.seq);
+    size_t k = 0;
+    for (; k < sizeof rec_keys / sizeof *rec_keys; k++) {
+        keys[k] = rec_keys[k];
+        vals[k] = *rec_field(&r, k);
+    }
+    keys[k] = "unverified";
+    vals[k++] = n->unverified;
+    keys[k] = "ch_seq";
+    vals[k++] = n->ch.seq;
+    return k;
 }
 
 int rz__verify_load(rz_engine *e, rz__enode *n, const cJSON *rec)
