@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -469,11 +470,53 @@ static void draw_status(progress *p, const rz_event *ev)
     fflush(stderr);
 }
 
-/* First line of a message: logs can be long, the progress view is not. */
-static void print_first_line(FILE *out, const char *msg)
+/* Up to `cap` bytes of a formatted piece at line + *len; *len counts what
+ * the whole would take, so a line that did not fit shows as *len >= cap. */
+static void line_add(char *line, size_t cap, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void line_add(char *line, size_t cap, size_t *len, const char *fmt, ...)
 {
-    size_t n = strcspn(msg, "\n");
-    fprintf(out, ": %.*s", (int)(n > 200 ? 200 : n), msg);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line + (*len < cap ? *len : cap - 1),
+                      *len < cap ? cap - *len : 1, fmt, ap);
+    va_end(ap);
+    *len += n > 0 ? (size_t)n : 0;
+}
+
+/* "[  1.20s] step  succeeded" and what goes with it, into line (cap bytes,
+ * NUL-ended, cut where it does not fit); the whole line's length. */
+static size_t format_step_line(char *line, size_t cap, const rz_event *ev, double t)
+{
+    size_t len = 0;
+    const char *step = rz_flow_step_id(rz_run_flow(ev->run), ev->step);
+    line_add(line, cap, &len, "[%7.2fs] %-20s %s", t, step, event_word(ev->kind));
+    if (ev->kind == RZ_EVENT_STEP_STARTED && ev->attempt > 1)
+        line_add(line, cap, &len, " (attempt %u)", ev->attempt);
+    if (ev->kind == RZ_EVENT_STEP_SUCCEEDED && ev->message)   /* "reused from ..." */
+        line_add(line, cap, &len, " (%s)", ev->message);
+    if (ev->message && (ev->kind == RZ_EVENT_STEP_FAILED ||
+                        ev->kind == RZ_EVENT_STEP_RETRYING ||
+                        ev->kind == RZ_EVENT_STEP_SKIPPED)) {
+        size_t n = strcspn(ev->message, "\n");
+        line_add(line, cap, &len, ": %.*s", (int)(n > 200 ? 200 : n), ev->message);
+    }
+    line_add(line, cap, &len, "\n");
+    return len;
+}
+
+/* A step's line in one write (stderr is unbuffered: each piece printed on
+ * its own was a write, two or more a step event, and a reader of the file
+ * could see half a line). */
+static void print_step_line(FILE *out, const rz_event *ev, double t)
+{
+    char line[512];
+    size_t len = format_step_line(line, sizeof line, ev, t);
+    char *big = len < sizeof line ? NULL : malloc(len + 1);
+    if (big)
+        format_step_line(big, len + 1, ev, t);
+    fputs(big ? big : line, out);   /* out of memory: the line cut short */
+    free(big);
 }
 
 /* A step's log lines as they come: "[  1.20s] step | line". */
@@ -560,23 +603,14 @@ static void on_event(const rz_event *ev, void *ud)
     } else if (ev->kind == RZ_EVENT_STEP_LOG) {
         print_log_lines(out, ev);
     } else if (ev->kind != RZ_EVENT_RUN_FINISHED) {
-        const rz_flow *flow = rz_run_flow(ev->run);
-        fprintf(out, "[%7.2fs] %-20s %s", t, rz_flow_step_id(flow, ev->step),
-                event_word(ev->kind));
-        if (ev->kind == RZ_EVENT_STEP_STARTED && ev->attempt > 1)
-            fprintf(out, " (attempt %u)", ev->attempt);
+        print_step_line(out, ev, t);
         if (ev->kind == RZ_EVENT_STEP_SUCCEEDED && ev->message) {   /* "reused from ..." */
-            fprintf(out, " (%s)", ev->message);
             if (!p->reused)
                 p->reused = cJSON_CreateObject();
-            cJSON_AddStringToObject(p->reused, rz_flow_step_id(flow, ev->step),
+            cJSON_AddStringToObject(p->reused,
+                                    rz_flow_step_id(rz_run_flow(ev->run), ev->step),
                                     ev->message + strlen("reused from "));
         }
-        if (ev->message && (ev->kind == RZ_EVENT_STEP_FAILED ||
-                            ev->kind == RZ_EVENT_STEP_RETRYING ||
-                            ev->kind == RZ_EVENT_STEP_SKIPPED))
-            print_first_line(out, ev->message);
-        fputc('\n', out);
     }
     if (p->tty && !p->held && ev->kind != RZ_EVENT_RUN_FINISHED)
         draw_status(p, ev);
