@@ -96,8 +96,9 @@ RZ_EXTERN size_t rz_run_task_step(const rz_run *run, size_t task,
                                   size_t *element);
 
 /* Fill `steps` with up to `cap` steps that may start at `now_ms`; returns how
- * many there are in all (which may exceed cap). Promotes due retries. Steps
- * are listed in the order they became ready. */
+ * many there are in all (which may exceed cap). Promotes due retries, the
+ * earliest due first (then the lower index). Steps are listed in the order
+ * they became ready. O(log n) a retry promoted, plus the steps listed. */
 RZ_EXTERN size_t rz_run_ready(rz_run *run, uint64_t now_ms, size_t *steps,
                               size_t cap);
 /* READY -> RUNNING; counts an attempt. */
@@ -130,8 +131,10 @@ RZ_EXTERN RZ_NODISCARD int rz_run_succeed(rz_run *run, size_t step,
  * capped at max_ms (exponential). */
 RZ_EXTERN RZ_NODISCARD int rz_run_fail(rz_run *run, size_t step,
                                        const char *reason, uint64_t now_ms);
-/* Fail every RUNNING step whose timeout has passed at `now_ms`; their indices
- * go to `expired` (up to cap; the caller must stop them). Returns the count. */
+/* Fail every RUNNING step whose timeout has passed at `now_ms`, the earliest
+ * deadline first (then the lower index); their indices go to `expired` in
+ * that order (up to cap; the caller must stop them). Returns the count.
+ * O(log n) a step due: nothing else is looked at. */
 RZ_EXTERN size_t rz_run_tick(rz_run *run, uint64_t now_ms, size_t *expired,
                              size_t cap);
 /* rz_run_tick for one step, with `note` (NULL: none) appended to its
@@ -142,7 +145,7 @@ RZ_EXTERN size_t rz_run_tick(rz_run *run, uint64_t now_ms, size_t *expired,
 RZ_EXTERN RZ_NODISCARD int rz_run_expire(rz_run *run, size_t step,
                                          const char *note, uint64_t now_ms);
 /* Earliest time something changes on its own (a retry falls due, a timeout
- * expires); UINT64_MAX if nothing is scheduled. */
+ * expires); UINT64_MAX if nothing is scheduled. O(1). */
 RZ_EXTERN uint64_t rz_run_next_wakeup(const rz_run *run);
 /* Cancel: pending/ready/backoff steps become CANCELLED; running ones are left
  * for the caller to stop and report with rz_run_fail, which makes them
