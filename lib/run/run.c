@@ -33,6 +33,10 @@
 #include "rhizos/plan.h"
 #include "rhizos/run.h"
 
+/* Tasks (steps and for_each elements) a run may hold: a task's place in
+ * the heap of timed tasks is kept in 32 bits. */
+#define RZ__RUN_TASKS_MAX ((size_t)UINT32_MAX - 1)
+
 typedef struct step_rt {
     rz_step_state state;
     uint32_t attempts;
@@ -40,8 +44,9 @@ typedef struct step_rt {
     uint64_t due_ms;       /* BACKOFF: retry time; RUNNING: deadline */
     bool has_deadline;     /* RUNNING with a timeout */
     bool in_ready;         /* listed in run->ready */
-    size_t timed_at;       /* 1 + its place in the run->timed heap, 0 none */
     unsigned char in_changed;   /* bit k: listed in run->changed[k] */
+    uint32_t timed_at;     /* 1 + its place in the run->timed heap, 0 none
+                              (tasks stay under RZ__RUN_TASKS_MAX) */
     char *error;           /* failure or skip reason, or NULL */
     char *log;             /* stderr tail of the last attempt, or NULL */
     char *warning;         /* outputs off the manifest ("outputs_check":
@@ -380,7 +385,7 @@ static bool timed_before(const rz_run *r, size_t a, size_t b)
 static void timed_put(rz_run *r, size_t pos, size_t i)
 {
     r->timed[pos] = i;
-    r->st[i].timed_at = pos + 1;
+    r->st[i].timed_at = (uint32_t)(pos + 1);
 }
 
 /* Task i, at heap place pos, moved to where its key puts it. */
@@ -723,6 +728,9 @@ static int grow_tasks(rz_run *r, size_t add)
 {
     if (r->n_tasks + add <= r->cap)
         return RZ_OK;
+    if (add >= RZ__RUN_TASKS_MAX - r->n_tasks)   /* a heap place fits 32 bits */
+        return rz__error(RZ_ENOMEM, "a run holds at most %zu tasks",
+                         RZ__RUN_TASKS_MAX - 1);
     size_t cap = r->cap * 2 > r->n_tasks + add ? r->cap * 2 : r->n_tasks + add;
     step_rt *st = realloc(r->st, cap * sizeof *st);
     if (!st)
@@ -1526,6 +1534,9 @@ static int parse_conditions(rz_run *r)
 
 static int run_alloc(rz_run *r, const char *run_id)
 {
+    if (r->n >= RZ__RUN_TASKS_MAX)
+        return rz__error(RZ_EINVAL, "a run holds at most %zu tasks",
+                         RZ__RUN_TASKS_MAX - 1);
     size_t n1 = r->n ? r->n : 1;
     r->n_tasks = r->n;
     r->cap = n1;
