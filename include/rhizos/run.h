@@ -74,7 +74,8 @@ RZ_EXTERN const char *rz_run_state_name(rz_run_state s);
 
 /* Start a run of a validated flow. `inputs_json` is an object of flow inputs
  * (NULL: none; declared defaults apply; a missing required input is
- * RZ_EINVALID). `run_id` (NULL: "run") is copied. */
+ * RZ_EINVALID). `run_id` (NULL: "run") is copied. A run holds fewer than
+ * 2^32 - 1 tasks (RZ_ETOOBIG). */
 RZ_EXTERN RZ_NODISCARD int rz_run_new(rz_run **out, const rz_flow *flow,
                                       const char *inputs_json,
                                       const char *run_id, uint64_t now_ms);

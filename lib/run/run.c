@@ -484,7 +484,6 @@ static void push_ready(rz_run *r, size_t i)
     }
 }
 
-
 /* ---- Settling ------------------------------------------------------------- */
 
 static void set_error(step_rt *s, char *reason)
@@ -729,7 +728,7 @@ static int grow_tasks(rz_run *r, size_t add)
     if (r->n_tasks + add <= r->cap)
         return RZ_OK;
     if (add >= RZ__RUN_TASKS_MAX - r->n_tasks)   /* a heap place fits 32 bits */
-        return rz__error(RZ_ENOMEM, "a run holds at most %zu tasks",
+        return rz__error(RZ_ETOOBIG, "a run holds at most %zu tasks",
                          RZ__RUN_TASKS_MAX - 1);
     size_t cap = r->cap * 2 > r->n_tasks + add ? r->cap * 2 : r->n_tasks + add;
     step_rt *st = realloc(r->st, cap * sizeof *st);
@@ -1535,7 +1534,7 @@ static int parse_conditions(rz_run *r)
 static int run_alloc(rz_run *r, const char *run_id)
 {
     if (r->n >= RZ__RUN_TASKS_MAX)
-        return rz__error(RZ_EINVAL, "a run holds at most %zu tasks",
+        return rz__error(RZ_ETOOBIG, "a run holds at most %zu tasks",
                          RZ__RUN_TASKS_MAX - 1);
     size_t n1 = r->n ? r->n : 1;
     r->n_tasks = r->n;
