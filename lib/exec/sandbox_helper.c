@@ -3084,6 +3084,9 @@ static void signals_of_runner(void)
 static _Noreturn void helper_run(int s, int life, const int *cg, size_t n_cg,
                                  bool with_early)
 {
+    /* The root's files (the check program, /etc) are for the steps' uids
+     * to read and run, whatever umask the embedding program keeps. */
+    umask(022);
     prctl(PR_SET_NAME, "rz-sandbox", 0, 0, 0);
     host_net = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
     host_proc = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
