@@ -1125,7 +1125,7 @@ static int cell_new(const rz__sbx *s, const rz__sbx_opts *o, uint32_t uid,
                            "process for the step's cgroup: %s; step not run",
                            strerror(-e));
     }
-    rz__sbx_started(&tmp);   /* closes the cgroup.procs descriptors */
+    rz__sbx_started(&tmp);   /* closes the join-file descriptors */
     if (rc != RZ_OK) {
         *retire = !cell_free(c);
         return rc;

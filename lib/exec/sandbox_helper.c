@@ -81,7 +81,7 @@
  * /dev/null), the host's file outputs folder (see copy_files; else
  * /dev/null), each bind's detached mount tree
  * (open_tree clones: a tree of another mount namespace cannot be cloned
- * from inside the helper's), cgroup.procs x n_cg. */
+ * from inside the helper's), join files (tasks or cgroup.procs) x n_cg. */
 typedef struct req_hdr {
     uint32_t magic, network, scratch_mb, argc, envc, n_cg, n_binds, uid;
     struct rlimit fsize, nofile, as, cpu;
@@ -109,7 +109,7 @@ static pid_t *early_seen;       /* shared with the helper: its fork of the
                                  * early zygote writes the pid here (0:
                                  * none), read once the helper answered or
                                  * is gone */
-static const int *early_cg;     /* its cgroup.procs, read by the fork */
+static const int *early_cg;     /* its join files, read by the fork */
 static size_t early_n_cg;
 static bool fresh_net;          /* a network namespace per step, none
                                  * shared; RHIZOS_SANDBOX_NET=cell: a
@@ -2972,7 +2972,7 @@ static _Noreturn void early_main(int ez, int life, const int *cg, size_t n)
 }
 
 /* Fork the early zygote (the runner's child: CLONE_PARENT); the
- * cgroup.procs descriptors given are closed here either way. */
+ * join-file descriptors given are closed here either way. */
 static void early_fork(int s, int life, const int *cg, size_t n)
 {
     int sv[2];
@@ -3080,7 +3080,7 @@ static void signals_of_runner(void)
 }
 
 /* The helper's life once its descriptors and signals are set: its early
- * zygote, its root, then steps. `cg`: the early zygote's cgroup.procs. */
+ * zygote, its root, then steps. `cg`: the early zygote's join files. */
 static _Noreturn void helper_run(int s, int life, const int *cg, size_t n_cg,
                                  bool with_early)
 {
@@ -3294,7 +3294,7 @@ static int program_tmpl(int fd)
 int rz__sbx_helper_program(int argc, char **argv)
 {
     /* argv: name, flags, the hook's path, s, life, template, program,
-     * early_seen's memfd (-1: none), the early zygote's cgroup.procs. */
+     * early_seen's memfd (-1: none), the early zygote's join files. */
     if (argc < 8)
         return 2;
     unsigned flags = (unsigned)atoi(argv[1]);

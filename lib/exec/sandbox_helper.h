@@ -109,7 +109,7 @@ RZ_HIDDEN int rz__sbx_helper_spawn(pid_t *pid, const rz__sbx_launch *l,
                                    pid_t *spare, int *ns, char *why,
                                    size_t why_len);
 /* A cell: a process of the helper's (a child of ours) that has joined the
- * cgroups whose cgroup.procs are given, and starts the steps sent on
+ * cgroups whose join files (tasks or cgroup.procs) are given, and starts the steps sent on
  * *zsock (`cell` above) there, with no cgroup move per step. Its steps
  * run as `uid` (it refuses others), named in their passwd and group.
  * 0 or -errno; -EPIPE from a spawn on a cell: its process is gone. */
