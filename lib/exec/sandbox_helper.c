@@ -1467,8 +1467,10 @@ static int host_proc = -1;     /* the host's /proc (the root has none);
  * under /.rz-net, which only their inits are cloned from, and `cell_mnt`,
  * the one it runs in, without it: every other step's namespace is a copy
  * of the cell's, so it would copy (and tear down) those ~17 binds it never
- * sees. -1: none (the helper's own, which has both). */
+ * sees. -1: none (the helper's own, which has both). Each with its root
+ * (O_PATH): see mnt_enter. */
 static int net_mnt = -1, cell_mnt = -1;
+static int net_root = -1, cell_root = -1;
 
 static int mnt_ns_open(void)
 {
@@ -1476,22 +1478,51 @@ static int mnt_ns_open(void)
                          : openat(host_proc, "self/ns/mnt", O_RDONLY | O_CLOEXEC);
 }
 
+static int root_open(void)
+{
+    return open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* Enter mount namespace `ns` with `root` (a directory in it) as root and
+ * cwd. setns alone moves both to the top mount on the namespace's root,
+ * which is the host's `/` where the runner was started chrooted into a
+ * mount point (schroot, `unshare --root`), not the sandbox's root. */
+static int mnt_enter(int ns, int root)
+{
+    if (setns(ns, CLONE_NEWNS) != 0 || fchdir(root) != 0 || chroot(".") != 0 ||
+        chdir("/") != 0)
+        return -1;
+    return 0;
+}
+
+static void fd_drop(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
 /* 0, split or (no descriptor to be had) left whole; -1: neither. */
 static int cell_mnt_split(void)
 {
-    int net = mnt_ns_open(), own = -1;
-    if (net < 0 || unshare(CLONE_NEWNS) != 0) {
-        if (net >= 0)
-            close(net);
+    int net = mnt_ns_open(), nroot = root_open(), own = -1, oroot = -1;
+    if (net < 0 || nroot < 0 || unshare(CLONE_NEWNS) != 0) {
+        fd_drop(&net);
+        fd_drop(&nroot);
         return 0;   /* one namespace with both, as the helper's */
     }
-    if (umount2("/.rz-net", MNT_DETACH) == 0 && (own = mnt_ns_open()) >= 0) {
+    if (umount2("/.rz-net", MNT_DETACH) == 0 && (own = mnt_ns_open()) >= 0 &&
+        (oroot = root_open()) >= 0) {
         net_mnt = net;
+        net_root = nroot;
         cell_mnt = own;
+        cell_root = oroot;
         return 0;
     }
-    int rc = setns(net, CLONE_NEWNS);   /* whole again, or a copy of it */
+    fd_drop(&own);
+    int rc = mnt_enter(net, nroot);   /* whole again, or a copy of it */
     close(net);
+    close(nroot);
     return rc;
 }
 
@@ -2368,11 +2399,10 @@ static void init_detach(void)
     mnt_release();
     close(host_net);
     close(host_proc);
-    if (net_mnt >= 0)
-        close(net_mnt);   /* the cell's */
-    if (cell_mnt >= 0)
-        close(cell_mnt);
-    net_mnt = cell_mnt = -1;
+    fd_drop(&net_mnt);   /* the cell's */
+    fd_drop(&cell_mnt);
+    fd_drop(&net_root);
+    fd_drop(&cell_root);
     if (mem_usage >= 0)
         close(mem_usage);    /* the cell's */
     if (mem_limit >= 0)
@@ -2832,14 +2862,17 @@ static long init_new(const step *st, int s, int life, bool is_helper,
     *net = st->h.network ? -1
            : is_helper ? net_pool_take() : cell_net_take(&shared);
     bool with_etc = st->h.network && net_mnt >= 0;
-    if (with_etc && setns(net_mnt, CLONE_NEWNS) != 0)
+    if (with_etc && mnt_enter(net_mnt, net_root) != 0) {
+        if (mnt_enter(cell_mnt, cell_root) != 0)
+            _exit(1);   /* the runner sees the cell gone */
         return -1;
+    }
     long pid = clone_init(ns, &pidfd);
     if (pid == 0) {
         close(s);
         step_init(st, &tmpl, life, *net);
     }
-    if (with_etc && setns(cell_mnt, CLONE_NEWNS) != 0)
+    if (with_etc && mnt_enter(cell_mnt, cell_root) != 0)
         _exit(1);   /* the runner sees the cell gone and makes another */
     if (shared && pid > 0)
         cell_net_occupied(pidfd);
