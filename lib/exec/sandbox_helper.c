@@ -2993,10 +2993,11 @@ static _Noreturn void early_main(int ez, int life, const int *cg, size_t n)
     step st;
     msg req;
     if (pf[1].revents || recv_step(ez, &st, &req) != 0 || req.kind != 'Z' ||
-        st.n_fds != 2 || setns(st.fds[0], CLONE_NEWNS) != 0)
+        st.n_fds != 3 || mnt_enter(st.fds[0], st.fds[2]) != 0)
         _exit(1);   /* the runner sees -EPIPE at its first step */
     close(ez);
     close(st.fds[0]);
+    close(st.fds[2]);
     cell_uid = req.uid;
     if (cell_ids(req.uid, &tmpl) != 0 || drop_bset() != 0)
         _exit(1);
@@ -3033,28 +3034,30 @@ static void early_fork(int s, int life, const int *cg, size_t n)
 }
 
 /* 'Z': the early zygote becomes the cell of `uid`, entering the helper's
- * mount namespace; *peer: the runner's end of its socket. */
+ * mount namespace and root (mnt_enter); *peer: the runner's end of its
+ * socket. */
 static int32_t early_adopt(uint32_t uid, int *peer)
 {
     int sv[2];
     *peer = -1;
     if (early_sock < 0 || uid == 0 || uid == (uint32_t)-1)
         return -EINVAL;
-    int fds[2] = { openat(host_proc, "self/ns/mnt", O_RDONLY | O_CLOEXEC),
-                   -1 };
-    if (fds[0] < 0 ||
+    int fds[3] = { openat(host_proc, "self/ns/mnt", O_RDONLY | O_CLOEXEC),
+                   -1, root_open() };
+    if (fds[0] < 0 || fds[2] < 0 ||
         socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
         int e = errno;
-        if (fds[0] >= 0)
-            close(fds[0]);
+        fd_drop(&fds[0]);
+        fd_drop(&fds[2]);
         return -e;
     }
     fds[1] = sv[1];
     msg m = { 'Z', uid };
-    bool sent = send_with_fds(early_sock, &m, sizeof m, fds, 2,
+    bool sent = send_with_fds(early_sock, &m, sizeof m, fds, 3,
                               MSG_NOSIGNAL) == (ssize_t)sizeof m;
     int e = errno;
     close(fds[0]);
+    close(fds[2]);
     close(sv[1]);
     close(early_sock);
     early_sock = -1;
