@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -702,14 +703,25 @@ static void *run_thread(void *arg)
     return NULL;
 }
 
+static long long now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 /* The run's record is there now, read by a process of its own: LMDB
  * allows one environment of a store per process, and the run holds one
  * (a second, opened and closed beside it, breaks its locks). The reader
- * ends by a system call: no exit hook of a copy of this process runs. */
-static bool recorded_now(void)
+ * ends by a system call: no exit hook of a copy of this process runs. It
+ * dies with this process (killed past child_code's limit, it would hold
+ * the test's output open) and is killed at `deadline` (now_ms). */
+static bool recorded_now(long long deadline)
 {
-    pid_t pid = fork();
+    pid_t parent = getpid(), pid = fork();
     if (pid == 0) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            syscall(SYS_exit_group, 1);
         rz_store *st = NULL;
         char *rec = NULL;
         bool there = rz_store_open(&st, data_dir) == RZ_OK &&
@@ -717,21 +729,33 @@ static bool recorded_now(void)
         syscall(SYS_exit_group, there ? 0 : 1);
     }
     int status = 0;
-    while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    return pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
-/* The run's record is there, within about `ms`. */
-static bool recorded_within(int ms)
-{
-    for (int i = 0; i < ms; i++) {
-        if (recorded_now())
-            return true;
+    pid_t r = 0;
+    while (pid > 0 && ((r = waitpid(pid, &status, WNOHANG)) == 0 ||
+                       (r < 0 && errno == EINTR)) && now_ms() < deadline) {
         struct timespec one = { 0, 1000000L };
         nanosleep(&one, NULL);
     }
-    return false;
+    if (pid > 0 && r != pid) {
+        kill(pid, SIGKILL);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        return false;
+    }
+    return pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* The run's record is there, within `ms` by the clock (each look is a
+ * process of its own: counting them would take far longer). */
+static bool recorded_within(int ms)
+{
+    long long deadline = now_ms() + ms;
+    while (!recorded_now(deadline)) {
+        if (now_ms() >= deadline)
+            return false;
+        struct timespec one = { 0, 1000000L };
+        nanosleep(&one, NULL);
+    }
+    return true;
 }
 
 /* The probe held for good: the run waits for it before its step. */
