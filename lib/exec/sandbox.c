@@ -1851,6 +1851,9 @@ int rz__sbx_prepare(rz__sbx *s, rz__argv *a, const rz__sbx_opts *o)
     s->files_info = s->files_block = s->files_fd = s->pid_ns = -1;
     if (!rz__sbx_available())
         return rz__error(RZ_EUNSUPPORTED, "sandbox not available");
+    /* broken read after helper: a failed check sets it before it clears
+     * helper, so a step that finds no helper also finds why. */
+    bool helper = atomic_load(&sb.helper);
     if (atomic_load(&sb.broken))
         return broken_error();
     s->memory_mb = o->memory_mb ? o->memory_mb : RZ__SBX_DEFAULT_MEMORY_MB;
@@ -1858,7 +1861,7 @@ int rz__sbx_prepare(rz__sbx *s, rz__argv *a, const rz__sbx_opts *o)
     s->scratch_mb = o->scratch_mb ? o->scratch_mb
                                   : RZ__SBX_DEFAULT_SCRATCH_MB;
     s->cpus = o->cpus;
-    if (sb.helper) {
+    if (helper) {
         bool let_go = false;
         int rc = helper_prepare(s, o, &let_go);
         if (!let_go)
