@@ -515,7 +515,9 @@ static void print_step_line(FILE *out, const rz_event *ev, double t)
     char *big = len < sizeof line ? NULL : malloc(len + 1);
     if (big)
         format_step_line(big, len + 1, ev, t);
-    fputs(big ? big : line, out);   /* out of memory: the line cut short */
+    else if (len >= sizeof line)   /* out of memory: the line cut short */
+        line[sizeof line - 2] = '\n';
+    fputs(big ? big : line, out);
     free(big);
 }
 

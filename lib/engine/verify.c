@@ -131,6 +131,9 @@ static const char *const rec_keys[] = {
     "r_ch_failed", "r_disagreed",
 };
 
+_Static_assert(sizeof rec_keys / sizeof *rec_keys + 2 == RZ__VERIFY_FIELDS,
+               "rz__verify_fields fills RZ__VERIFY_FIELDS entries");
+
 static uint64_t *rec_field(rz_engine_record *r, size_t i)
 {
     uint64_t *f[] = { &r->succeeded, &r->failed, &r->declined, &r->lost,

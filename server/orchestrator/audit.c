@@ -41,6 +41,7 @@
  * durable and that the head never named: cut, with a notice. Anything else
  * (a log behind its head: removed or cut short; a record at the head's
  * position with another hash: rewritten) refuses the start. */
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -698,6 +699,8 @@ bool audit_begin_later(req *q, const char *path, void (*run)(req *))
     if (!doc)
         return false;
     struct begun *b = &o->begun[o->n_begun++];
+    /* A parsed query's list head points back into q: copy only unparsed. */
+    assert(!q->query_parsed);
     b->q = *q;
     b->doc = doc;
     b->run = run;

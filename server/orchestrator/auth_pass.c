@@ -223,8 +223,10 @@ static int group_commit_at(orch *o, bool settle)
         why = rc == RZ_OK ? why : rz_error_last()->message;
     } else
         why = rz_error_last()->message;
-    if (rc != RZ_OK)
+    if (rc != RZ_OK) {
         (void)!rz_auth_group_abort(o->auth);   /* after a failed mark */
+        keycache_clear(o);   /* a key read inside the group is gone again */
+    }
     uint64_t max = o->redo_group_max;
     o->auth_kept = o->auth_settle_due = o->auth_settle_late = false;
     o->auth_lag_in_pass = false;
@@ -466,6 +468,7 @@ static int redo_rebuild(orch *o, replay *r)
         rc = rz_engine_extra_each(o->e, replay_one, r);
     if (rc != RZ_OK) {
         (void)!rz_auth_group_abort(o->auth);
+        keycache_clear(o);
         redo_failed(o, r->why[0] ? r->why : rz_error_last()->message);
         return rc;
     }
