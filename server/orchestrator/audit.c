@@ -806,8 +806,8 @@ static rz_auth *auth_of(const char *data, bool rdonly, bool *failed)
     *failed = true;
     fprintf(stderr, ORCH_NAME " audit: %s%s\n", rz_error_last()->message, rdonly
             ? " (opened read-only and left as it is: a table missing, from an "
-              "older version, or damage; the orchestrator's next start adds a "
-              "missing table)" : "");
+              "older version, or damage; " ORCH_NAME " migrate or the "
+              "orchestrator's next start adds a missing table)" : "");
     return NULL;
 }
 

@@ -152,10 +152,29 @@ int orch_check_main(int argc, char **argv)
     return 0;
 }
 
+/* The auth store's tables this version reads, added where an older one
+ * lacks them (a writer's open makes them, empty); readers open it
+ * read-only and refuse a missing table. 0, or 1 said on stderr. */
+static int migrate_auth(const char *data)
+{
+    if (!holds_state(data, "auth"))
+        return 0;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/auth", data);
+    rz_auth *a;
+    if (rz_auth_open(&a, dir) != RZ_OK) {
+        fprintf(stderr, ORCH_NAME " migrate: %s\n", rz_error_last()->message);
+        return 1;
+    }
+    rz_auth_close(a);
+    return 0;
+}
+
 /* `migrate --data DIR`: bring a stopped orchestrator's stores to this
  * version's formats. The ledger is converted from cents to micro-dollars
  * at a writer's open (one transaction); job records are read in either
- * unit (their field names say which), so only the ledger needs it. */
+ * unit (their field names say which); the auth store gets the tables an
+ * older version did not have. */
 int orch_migrate_main(int argc, char **argv)
 {
     if (argc != 3 || strcmp(argv[1], "--data") != 0) {
@@ -163,14 +182,15 @@ int orch_migrate_main(int argc, char **argv)
               "\n"
               "Convert a stopped orchestrator's data directory to this version:\n"
               "ledger amounts from cents to micro-dollars (x 10,000, exactly, in\n"
-              "one transaction). Starting the orchestrator on it does the same;\n"
+              "one transaction), and the auth store's tables this version added.\n"
+              "Starting the orchestrator on it does the same;\n"
               "readers (check, rhizos ledger) refuse an unconverted ledger.\n"
               "Exit 0: converted or already current; 1: refused (why on stderr).\n",
               argc == 2 && !strcmp(argv[1], "--help") ? stdout : stderr);
         return argc == 2 && !strcmp(argv[1], "--help") ? 0 : 2;
     }
     const char *data = argv[2];
-    if (orch_stores_check(data) != 0)
+    if (orch_stores_check(data) != 0 || migrate_auth(data) != 0)
         return 1;
     if (!holds_state(data, "ledger")) {
         printf("%s: no state yet\n", data);
