@@ -116,7 +116,8 @@ static bool fresh_net;          /* a network namespace per step, none
                                  * cell's, reused while empty */
 
 static _Noreturn void helper_main(int s, int life, bool with_early);
-static void helper_exec(int s, int life, bool with_early);
+static void helper_exec(int s, int life, bool with_early, char **env);
+static void program_env(char **env, size_t cap);
 static bool no_program;   /* rz__sbx_test_no_program */
 
 /* The early zygote no cell took, killed and reaped; caller holds mu. */
@@ -193,10 +194,16 @@ static void early_page(void)
  * as the runner's copy. */
 static volatile bool launch_refused;
 
+typedef struct launch_args {
+    int s, life;
+    bool with_early;
+    char **env;   /* the program's environment (program_env) */
+} launch_args;
+
 static int launch_main(void *arg)
 {
-    const int *a = arg;   /* s, life, with_early */
-    helper_exec(a[0], a[1], a[2] != 0);
+    const launch_args *a = arg;
+    helper_exec(a->s, a->life, a->with_early, a->env);
     launch_refused = true;   /* our parent reads it once we have exited */
     _exit(127);
 }
@@ -214,10 +221,14 @@ static pid_t helper_launch(int s, int life, bool with_early)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int a[3] = { s, life, with_early };
+    /* The environment read here, before the clone: another thread's
+     * setenv may replace `environ` while the child runs. */
+    char *env[16];
+    program_env(env, sizeof env / sizeof *env);
+    launch_args a = { s, life, with_early, env };
     launch_refused = false;
     pid_t pid = clone(launch_main, (char *)stack + LAUNCH_STACK,
-                      CLONE_VM | CLONE_VFORK | SIGCHLD, a);
+                      CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     munmap(stack, LAUNCH_STACK);
     if (pid > 0 && launch_refused) {
@@ -3251,8 +3262,10 @@ static void program_env(char **env, size_t cap)
 /* Exec the program, if it can be: it goes on as helper_main would, with
  * the same descriptors, named in its arguments (rz__sbx_helper_program).
  * Returns if not (helper_launch's child, which then exits). It writes our
- * memory only where the runner never reads (signals_of_runner's list). */
-static void helper_exec(int s, int life, bool with_early)
+ * memory only where the runner never reads (signals_of_runner's list) and
+ * reads no global the runner's other threads may change (`env`: built by
+ * helper_launch before the clone). */
+static void helper_exec(int s, int life, bool with_early, char **env)
 {
     if (rz__sbx_program_len == 0 || no_program)
         return;
@@ -3270,7 +3283,7 @@ static void helper_exec(int s, int life, bool with_early)
      * helper_launch's child we share the runner's memory). */
     signals_of_runner();   /* exec keeps what is ignored */
     size_t n_keep = helper_fds(own, 5, with_early, keep);
-    char num[MAX_FDS][16], *argv[MAX_FDS + 4], *env[16];
+    char num[MAX_FDS][16], *argv[MAX_FDS + 4];
     unsigned flags = (with_early ? PROG_EARLY : 0) |
                      (die_before_root ? PROG_DIE_BEFORE_ROOT : 0) |
                      (fresh_net ? PROG_FRESH_NET : 0);
@@ -3286,7 +3299,6 @@ static void helper_exec(int s, int life, bool with_early)
         argv[n++] = num[i + 1];
     }
     argv[n] = NULL;
-    program_env(env, sizeof env / sizeof *env);
     fexecve(prog, argv, env);
 }
 
