@@ -147,6 +147,10 @@ RZ_HIDDEN int rz__proc_spawn_in(rz_proc **out, const rz_proc_opts *opts,
                                 const char *scratch, const char *outputs_path,
                                 const rz__proc_limits *lim);
 
+/* Tests only: the child stack kept for the next start (its lowest page,
+ * the guard), or NULL. */
+RZ_HIDDEN void *rz__proc_test_kept_stack(void);
+
 /* One process an adapter starts: the process adapter's steps and the wasm
  * adapter's runtime. An adapter's state begins with one, so the functions
  * below are its start, fd, poll and stop (process.c). */

@@ -573,21 +573,47 @@ static int child_main(void *arg)
  * on. The kept one lives as long as the process. */
 static _Atomic(void *) kept_stack;
 
+/* A stack's lowest page is a guard (PROT_NONE): an overflow faults in the
+ * child instead of writing the runner's memory below it. A stack is the
+ * map's address; it grows down from stack_top. */
+static size_t stack_guard(void)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    return page > 0 ? (size_t)page : 4096u;
+}
+
+static char *stack_top(void *s)
+{
+    return (char *)s + stack_guard() + CHILD_STACK;
+}
+
 static void *stack_take(void)
 {
     void *s = atomic_exchange(&kept_stack, NULL);
     if (s)
         return s;
-    s = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE,
+    size_t guard = stack_guard();
+    s = mmap(NULL, guard + CHILD_STACK, PROT_READ | PROT_WRITE,
              MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    return s == MAP_FAILED ? NULL : s;
+    if (s == MAP_FAILED)
+        return NULL;
+    if (mprotect(s, guard, PROT_NONE) != 0) {
+        munmap(s, guard + CHILD_STACK);
+        return NULL;
+    }
+    return s;
 }
 
 static void stack_give(void *s)
 {
     void *none = NULL;
     if (!atomic_compare_exchange_strong(&kept_stack, &none, s))
-        munmap(s, CHILD_STACK);
+        munmap(s, stack_guard() + CHILD_STACK);
+}
+
+void *rz__proc_test_kept_stack(void)
+{
+    return atomic_load(&kept_stack);
 }
 
 /* clone(CLONE_VM | CLONE_VFORK), as posix_spawn does: the child borrows our
@@ -609,12 +635,12 @@ static pid_t spawn_vm(child_args *c, int *pidfd)
     pid_t pid = -1;
     errno = EINVAL;
 #ifdef CLONE_PIDFD
-    pid = clone(child_main, (char *)stack + CHILD_STACK,
+    pid = clone(child_main, stack_top(stack),
                 CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, c, pidfd);
 #endif
     if (pid < 0 && errno == EINVAL) {
         *pidfd = -1;
-        pid = clone(child_main, (char *)stack + CHILD_STACK,
+        pid = clone(child_main, stack_top(stack),
                     CLONE_VM | CLONE_VFORK | SIGCHLD, c);
     }
     int e = errno;

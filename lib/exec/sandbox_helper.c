@@ -214,10 +214,17 @@ static pid_t helper_launch(int s, int life, bool with_early)
 {
     if (rz__sbx_program_len == 0 || no_program)
         return -1;
-    void *stack = mmap(NULL, LAUNCH_STACK, PROT_READ | PROT_WRITE,
+    /* Its lowest page a guard: an overflow faults, not writes our memory. */
+    long page = sysconf(_SC_PAGESIZE);
+    size_t guard = page > 0 ? (size_t)page : 4096u;
+    void *stack = mmap(NULL, guard + LAUNCH_STACK, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (stack == MAP_FAILED)
         return -1;
+    if (mprotect(stack, guard, PROT_NONE) != 0) {
+        munmap(stack, guard + LAUNCH_STACK);
+        return -1;
+    }
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -227,10 +234,10 @@ static pid_t helper_launch(int s, int life, bool with_early)
     program_env(env, sizeof env / sizeof *env);
     launch_args a = { s, life, with_early, env };
     launch_refused = false;
-    pid_t pid = clone(launch_main, (char *)stack + LAUNCH_STACK,
+    pid_t pid = clone(launch_main, (char *)stack + guard + LAUNCH_STACK,
                       CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    munmap(stack, LAUNCH_STACK);
+    munmap(stack, guard + LAUNCH_STACK);
     if (pid > 0 && launch_refused) {
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
             ;

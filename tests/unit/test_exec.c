@@ -387,6 +387,42 @@ static void test_kill_and_free_while_running(void **state)
     assert_true(dir_is_empty(tmp_root));
 }
 
+/* The permissions ("rw-p") of the mapping holding `addr` in
+ * /proc/self/maps, into perms[5]; false if none holds it. */
+static bool map_perms(const void *addr, char perms[5])
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    assert_non_null(f);
+    unsigned long lo, hi, a = (unsigned long)addr;
+    char line[512];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = sscanf(line, "%lx-%lx %4s", &lo, &hi, perms) == 3 &&
+                lo <= a && a < hi;
+    fclose(f);
+    return found;
+}
+
+/* A step's child stack (clone CLONE_VM, kept for the next start) has a
+ * guard below it: its lowest page cannot be read or written, so a child
+ * that overflows it faults instead of writing the runner's memory. */
+static void test_child_stack_has_a_guard_page(void **state)
+{
+    (void)state;
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 0;
+    rz_proc *p = run_sh(&o, "true");
+    rz_proc_free(p);
+    char *stack = rz__proc_test_kept_stack();
+    assert_non_null(stack);
+    long page = sysconf(_SC_PAGESIZE);
+    char perms[5];
+    assert_true(map_perms(stack, perms));
+    assert_string_equal(perms, "---p");
+    assert_true(map_perms(stack + page, perms));
+    assert_string_equal(perms, "rw-p");
+}
+
 static int open_fd_count(void)
 {
     DIR *d = opendir("/proc/self/fd");
@@ -4046,6 +4082,7 @@ int main(void)
         T(test_stdout_cap),
         T(test_timeout_kills_group),
         T(test_kill_and_free_while_running),
+        T(test_child_stack_has_a_guard_page),
         T(test_fd_wakes_on_exit),
         T(test_no_fd_leak),
         T(test_stdin_not_read),
