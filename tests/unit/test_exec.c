@@ -2755,6 +2755,59 @@ static void test_hostile_cgroup_joined_by_thread(void **state)
     assert_int_equal(rmdir(scratch), 0);
 }
 
+/* A step's processes and threads, all made after its join (cgroup v1: a
+ * write to `tasks`, which moves the writing thread, before the step's
+ * cgroup namespace is made), are all in its cgroups: a process its shell
+ * backgrounds and a python with three threads, every
+ * /proc/PID/task/TID/cgroup of the step's pid namespace read while they
+ * run, each the python's own and each line the namespace's root (":/");
+ * a thread left outside would read "/.." or a path. */
+static void test_hostile_cgroup_holds_every_thread(void **state)
+{
+    (void)state;
+    if (!rz_sandbox_available() || !rz__sandbox_has_cgroup())
+        skip();
+    rz_proc_opts o = RZ_PROC_OPTS_INIT;
+    o.sandbox = 1;
+    cJSON *j = run_outputs(&o,
+        "command -v python3 >/dev/null || { echo '{\"skip\":1}'; exit 0; }\n"
+        "sleep 30 & python3 -c '\n"
+        "import glob, json, threading\n"
+        "e = threading.Event()\n"
+        "ts = [threading.Thread(target=e.wait) for i in range(3)]\n"
+        "for t in ts: t.start()\n"
+        "own = open(\"/proc/self/cgroup\").read()\n"
+        "seen = {}\n"
+        "for f in glob.glob(\"/proc/[0-9]*/task/*/cgroup\"):\n"
+        "    try: seen[f] = open(f).read()\n"
+        "    except OSError: pass\n"
+        "e.set()\n"
+        "for t in ts: t.join()\n"
+        "print(json.dumps({\"own\": own, \"n\": len(seen),\n"
+        "  \"other\": sorted(f for f, v in seen.items() if v != own)}))'\n"
+        "r=$?; kill $!; exit $r");
+    if (cJSON_GetObjectItem(j, "skip")) {
+        cJSON_Delete(j);
+        skip();
+    }
+    const cJSON *other = cJSON_GetObjectItem(j, "other");
+    char *text = cJSON_PrintUnformatted(j);
+    assert_true(cJSON_IsArray(other));
+    /* python and its 3 threads, sh, sleep: 6 at least */
+    if (cJSON_GetArraySize(other) != 0 ||
+        cJSON_GetObjectItem(j, "n")->valuedouble < 6)
+        fail_msg("%s", text);
+    const char *own = str_field(j, "own");
+    for (const char *l = own; *l;) {
+        size_t n = strcspn(l, "\n");
+        if (n < 2 || strncmp(l + n - 2, ":/", 2) != 0)
+            fail_msg("%s", text);
+        l += n + (l[n] == '\n');
+    }
+    free(text);
+    cJSON_Delete(j);
+}
+
 /* A kept folder in the protocol's layout, its top (or in/) handed to a
  * step uid, is not reused by a root runner: only the runner's own are. */
 static void test_scratch_reuse_refuses_step_owned(void **state)
@@ -4037,6 +4090,7 @@ static const struct CMUnitTest helper_tests[] = {
     T(test_sandbox_cell_net_etc_apart),
     T(test_hostile_init_and_cgroup_names),
     T(test_hostile_cgroup_joined_by_thread),
+    T(test_hostile_cgroup_holds_every_thread),
     T(test_scratch_reuse_refuses_step_owned),
     T(test_sandbox_new_cell_survives),
     T(test_sandbox_spare_init),
