@@ -190,7 +190,7 @@ int orch_migrate_main(int argc, char **argv)
         return argc == 2 && !strcmp(argv[1], "--help") ? 0 : 2;
     }
     const char *data = argv[2];
-    if (orch_stores_check(data) != 0 || migrate_auth(data) != 0)
+    if (orch_stores_check(data) != 0)
         return 1;
     if (!holds_state(data, "ledger")) {
         printf("%s: no state yet\n", data);
@@ -201,22 +201,25 @@ int orch_migrate_main(int argc, char **argv)
     rz_ledger *l;
     int rc = rz_ledger_open(&l, data, &lo);
     rz_ledger_close(l);
-    if (rc == RZ_OK) {
-        printf("%s: the ledger already counts micro-dollars\n", data);
-        return 0;
+    bool cents = rc == RZ_EUNSUPPORTED;
+    if (rc == RZ_OK || cents) {
+        lo.read_only = 0;   /* the writer's lock: refused while a server runs */
+        rc = rz_ledger_open(&l, data, &lo);
+        if (rc == RZ_OK && cents)
+            rc = rz_ledger_verify(l);
+        if (rc == RZ_OK && migrate_auth(data) != 0) {
+            rz_ledger_close(l);
+            return 1;
+        }
+        rz_ledger_close(l);
     }
-    if (rc != RZ_EUNSUPPORTED) {
-        fprintf(stderr, ORCH_NAME " migrate: %s\n", rz_error_last()->message);
-        return 1;
-    }
-    lo.read_only = 0;
-    rc = rz_ledger_open(&l, data, &lo);
-    if (rc == RZ_OK)
-        rc = rz_ledger_verify(l);
-    rz_ledger_close(l);
     if (rc != RZ_OK) {
         fprintf(stderr, ORCH_NAME " migrate: %s\n", rz_error_last()->message);
         return 1;
+    }
+    if (!cents) {
+        printf("%s: the ledger already counts micro-dollars\n", data);
+        return 0;
     }
     printf("%s: ledger converted from cents to micro-dollars\n", data);
     return 0;

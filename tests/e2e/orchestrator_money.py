@@ -110,6 +110,11 @@ class Migration(Base):
                            text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.start(old["admin_key"])
+        # A running server's directory: migrate refuses before any store.
+        r = subprocess.run([EXE, "migrate", "--data", self.data], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("open for writing by another process", r.stderr)
         ckey, admin = old["client_key"], old["admin_key"]
         a = self.ok("GET", "/api/v1/accounts/me", key=ckey)
         for k in ("balance", "pending", "credits", "debits"):
